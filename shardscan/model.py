@@ -1,0 +1,141 @@
+"""The values that flow through a scan: what is scanned, the units of work and what they find.
+
+Everything here is a frozen value so that a unit can be shipped to any worker and a finding
+compared, hashed and deduplicated without reference to where or when it was produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+class Severity(IntEnum):
+    """Ordered so that `max()` and comparisons give the verdict directly."""
+
+    DEBUG = 10
+    INFO = 20
+    WARNING = 30
+    CRITICAL = 40
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        return cls[text.strip().upper()]
+
+
+#: Findings at or above this severity make `shardscan scan` exit 1.
+FAILING_SEVERITY = Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One object in a store, with whatever identity the store gives for it."""
+
+    uri: str
+    size: int
+    etag: str | None = None
+    version: str | None = None
+    sha256: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A piece of work: one scanner over one byte range of one object.
+
+    `context` carries what the planner learned that the scanner needs (member path inside a
+    container, nesting depth); it is plain data so the same unit runs anywhere.
+    """
+
+    object: ObjectRef
+    scanner_id: str
+    start: int = 0
+    length: int | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "context", _frozen(self.context))
+
+    @property
+    def end(self) -> int:
+        return self.object.size if self.length is None else self.start + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a scanner found, with the byte offset and member path that locate it.
+
+    Its identity for deduplication is (rule_id, location, offset, message): nothing about the
+    URI or time. Evidence holds plain, already masked values only.
+    """
+
+    rule_id: str
+    severity: Severity
+    scanner_id: str
+    message: str
+    location: str = ""
+    offset: int | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "evidence", _frozen(self.evidence))
+
+    def key(self) -> tuple[str, str, int, str]:
+        return (self.rule_id, self.location, -1 if self.offset is None else self.offset, self.message)
+
+    def within(self, member: str, base_offset: int | None = None) -> Finding:
+        """The same finding seen from the container that holds `member`."""
+        location = f"{member}/{self.location}" if self.location else member
+        offset = self.offset
+        if base_offset is not None and offset is not None:
+            offset += base_offset
+        return replace(self, location=location, offset=offset)
+
+    def with_severity(self, severity: Severity) -> Finding:
+        return replace(self, severity=severity)
+
+
+@dataclass(slots=True)
+class UnitResult:
+    """What one unit produced: findings, and mergeable partial summaries for the reducer."""
+
+    findings: list[Finding] = field(default_factory=list)
+    partials: dict[str, Any] = field(default_factory=dict)
+    #: Set when the unit could not be scanned at all (nothing parsed); findings may still exist.
+    error: str | None = None
+    #: Formats recognised while scanning (the object's own first, then container members).
+    formats: list[str] = field(default_factory=list)
+
+
+class Status:
+    """Outcome of one object in a scan."""
+
+    SCANNED = "scanned"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+@dataclass(slots=True)
+class ObjectReport:
+    """Everything the reports need about one object once its units are reduced."""
+
+    object: ObjectRef
+    format: str
+    status: str
+    findings: list[Finding] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+    scanners: tuple[str, ...] = ()
+
+    @property
+    def max_severity(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)

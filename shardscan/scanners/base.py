@@ -1,0 +1,79 @@
+"""The scanner interface and the context a scanner is given.
+
+A scanner knows one format family and nothing about engines or sinks. It reads its range
+through the reader it is handed, and when it holds members of other formats (a zip, a compressed
+stream) it hands them back to the pipeline through `ScanContext.scan_member`, which detects
+their format and picks their scanner.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+from shardscan.limits import DEFAULT_LIMITS, Limits
+from shardscan.model import Finding, Severity, Unit, UnitResult
+from shardscan.rules import rule
+
+if TYPE_CHECKING:
+    from shardscan.policy import PicklePolicy
+    from shardscan.storage.reader import RangeReader
+
+
+class FormatError(ValueError):
+    """Bytes that do not follow the format; caught at the scanner's edge and reported."""
+
+    def __init__(self, reason: str, offset: int | None = None) -> None:
+        super().__init__(reason if offset is None else f"{reason} (at byte {offset})")
+        self.reason = reason
+        self.offset = offset
+
+
+class ScanTimeout(Exception):
+    """The --timeout deadline passed; what was found so far is kept."""
+
+
+MemberScan = Callable[[str, "RangeReader", "ScanContext"], UnitResult]
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """Everything a scan depends on, passed explicitly so any worker gives the same result."""
+
+    policy: PicklePolicy
+    limits: Limits = DEFAULT_LIMITS
+    strict: bool = False
+    blacklist: tuple[str, ...] = ()
+    depth: int = 0
+    deadline: float | None = None
+    #: Set by the pipeline: scan a member of a container with whatever scanner fits it.
+    scan_member: MemberScan | None = field(default=None, compare=False)
+
+    def child(self) -> ScanContext:
+        return replace(self, depth=self.depth + 1)
+
+    def check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise ScanTimeout("scan timed out")
+
+
+def finding(rule_id: str, scanner_id: str, message: str, *, offset: int | None = None,
+            location: str = "", severity: Severity | None = None, **evidence: object) -> Finding:
+    """A finding at its rule's default severity unless told otherwise."""
+    return Finding(rule_id=rule_id, severity=severity or rule(rule_id).severity,
+                   scanner_id=scanner_id, message=message, location=location, offset=offset,
+                   evidence={k: v for k, v in evidence.items() if v is not None})
+
+
+class Scanner:
+    """Base of every scanner: an id, a version that enters the policy version, the formats it
+    handles, and a pure `scan`."""
+
+    id: ClassVar[str]
+    version: ClassVar[int] = 1
+    description: ClassVar[str] = ""
+    formats: ClassVar[tuple[str, ...]] = ()
+
+    def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
+        raise NotImplementedError
