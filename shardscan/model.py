@@ -6,10 +6,11 @@ compared, hashed and deduplicated without reference to where or when it was prod
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 class Severity(IntEnum):
@@ -139,3 +140,29 @@ class ObjectReport:
     @property
     def max_severity(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
+
+
+@dataclass(slots=True)
+class ScanRun:
+    """One invocation of `shardscan scan`: what every report format renders."""
+
+    tool_version: str
+    policy_version: str
+    started: str
+    paths: list[str]
+    objects: list[ObjectReport] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for obj in self.objects for f in obj.findings]
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 a finding at WARNING or above, 2 something could not be scanned and
+        nothing was found: a finding wins over an error."""
+        if any(f.severity >= FAILING_SEVERITY for f in self.findings):
+            return 1
+        if any(obj.status != Status.SCANNED for obj in self.objects):
+            return 2
+        return 0

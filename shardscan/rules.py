@@ -224,3 +224,11 @@ BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
 
 def rule(rule_id: str) -> Rule:
     return BY_ID[rule_id]
+
+
+#: Under --strict, what is merely unknown counts as a failure: every callable outside the
+#: allowlist is critical, and incomplete coverage fails the scan.
+STRICT_SEVERITY: dict[str, Severity] = {
+    "PKL201": C, "PKL202": C, "PKL204": C, "PKL205": C,
+    "FMT001": W, "FMT002": W, "FMT005": W,
+}

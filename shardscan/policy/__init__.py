@@ -10,10 +10,11 @@ Nothing is imported: the verdict never depends on what is installed.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable, Literal
+from typing import Literal
 
 if sys.version_info >= (3, 11):
     import tomllib

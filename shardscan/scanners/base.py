@@ -9,8 +9,9 @@ their format and picks their scanner.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from shardscan.limits import DEFAULT_LIMITS, Limits
 from shardscan.model import Finding, Severity, Unit, UnitResult
@@ -77,3 +78,18 @@ class Scanner:
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         raise NotImplementedError
+
+
+def matches_blacklist(text: str, patterns: tuple[str, ...]) -> bool:
+    """ModelAudit-compatible --blacklist: a glob if it has wildcards, else a case-insensitive
+    substring."""
+    if not patterns:
+        return False
+    from fnmatch import fnmatchcase
+
+    lowered = text.lower()
+    for pattern in patterns:
+        p = pattern.lower()
+        if (any(ch in p for ch in "*?[") and fnmatchcase(lowered, p)) or p in lowered:
+            return True
+    return False

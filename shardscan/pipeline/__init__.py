@@ -1,0 +1,1 @@
+"""Units and engines: list, plan, scan, reduce. Knows nothing about formats."""

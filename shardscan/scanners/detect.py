@@ -1,0 +1,183 @@
+"""Format detection: content first, extension second.
+
+The planner reads a small head and tail of each object and asks this module what the bytes
+are. Names only break ties for content that carries no magic (protocol 0/1 pickles, ONNX
+protobuf); a pickle renamed `.safetensors` is still a pickle.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 64 * 1024 + 22  # the zip end record and the largest comment it may carry
+
+PICKLE = "pickle"
+ZIP = "zip"
+TAR = "tar"
+SEVENZ = "7z"
+GZIP = "gzip"
+BZIP2 = "bz2"
+XZ = "xz"
+LZMA = "lzma"
+ZLIB = "zlib"
+ZSTD = "zstd"
+LZ4 = "lz4"
+NPY = "npy"
+HDF5 = "hdf5"
+SAFETENSORS = "safetensors"
+GGUF = "gguf"
+ONNX = "onnx"
+ELF = "elf"
+PE = "pe"
+MACHO = "macho"
+TEXT = "text"
+EMPTY = "empty"
+UNKNOWN = "unknown"
+
+#: (offset, magic, format), checked in order. One row per signature.
+MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"PK\x03\x04", ZIP),
+    (0, b"PK\x05\x06", ZIP),          # empty archive: end record only
+    (0, b"PK\x07\x08", ZIP),          # spanned-archive marker before the first header
+    (0, b"7z\xbc\xaf\x27\x1c", SEVENZ),
+    (0, b"\x1f\x8b", GZIP),
+    (0, b"BZh", BZIP2),
+    (0, b"\xfd7zXZ\x00", XZ),
+    (0, b"\x28\xb5\x2f\xfd", ZSTD),
+    (0, b"\x04\x22\x4d\x18", LZ4),
+    (0, b"\x93NUMPY", NPY),
+    (0, b"\x89HDF\r\n\x1a\n", HDF5),
+    (0, b"GGUF", GGUF),
+    (0, b"\x7fELF", ELF),
+    (0, b"\xfe\xed\xfa\xce", MACHO),
+    (0, b"\xfe\xed\xfa\xcf", MACHO),
+    (0, b"\xce\xfa\xed\xfe", MACHO),
+    (0, b"\xcf\xfa\xed\xfe", MACHO),
+    (257, b"ustar", TAR),
+)
+
+#: Extensions that decide only when the content has no magic of its own.
+EXTENSIONS: dict[str, str] = {
+    ".pkl": PICKLE, ".pickle": PICKLE, ".p": PICKLE, ".dill": PICKLE, ".joblib": PICKLE,
+    ".pt": PICKLE, ".pth": PICKLE,
+    ".sav": PICKLE, ".onnx": ONNX, ".safetensors": SAFETENSORS, ".gguf": GGUF,
+    ".npy": NPY, ".h5": HDF5, ".hdf5": HDF5, ".keras": ZIP, ".npz": ZIP, ".zip": ZIP,
+    ".tar": TAR, ".7z": SEVENZ,
+}
+
+#: Extensions of formats that cannot hold a pickle: a pickle behind one is spoofing.
+CODE_FREE_EXTENSIONS = frozenset({
+    ".safetensors", ".gguf", ".ggml", ".onnx", ".json", ".msgpack", ".h5", ".hdf5", ".npy",
+    ".txt", ".md", ".yaml", ".yml", ".tflite", ".png", ".jpg", ".csv", ".jinja",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    #: Every format the bytes can be read as, the primary one first (a polyglot has two).
+    formats: tuple[str, ...]
+    #: "content" or "extension": what decided the primary format.
+    by: str
+    #: Pickle protocol from PROTO, or 0/1 for a text pickle found by trial.
+    protocol: int | None = None
+
+    @property
+    def format(self) -> str:
+        return self.formats[0]
+
+
+def extension(name: str) -> str:
+    base = name.rsplit("/", 1)[-1].lower()
+    dot = base.rfind(".")
+    return base[dot:] if dot > 0 else ""
+
+
+def _is_pe(head: bytes) -> bool:
+    if head[:2] != b"MZ" or len(head) < 0x40:
+        return False
+    (pe_offset,) = struct.unpack_from("<I", head, 0x3C)
+    return pe_offset + 4 <= len(head) and head[pe_offset : pe_offset + 4] == b"PE\x00\x00"
+
+
+def _is_zlib(head: bytes) -> bool:
+    return len(head) >= 2 and head[0] == 0x78 and head[1] in (0x01, 0x5E, 0x9C, 0xDA)
+
+
+def _is_lzma_alone(head: bytes, size: int) -> bool:
+    # .lzma (joblib 'lzma'): properties byte 0x5d, dictionary size, then the uncompressed
+    # size, which is either unknown (all ones) or plausible for the file.
+    if len(head) < 13 or head[0] != 0x5D:
+        return False
+    (dict_size,) = struct.unpack_from("<I", head, 1)
+    (usize,) = struct.unpack_from("<Q", head, 5)
+    return dict_size & (dict_size - 1) == 0 and (usize == 2**64 - 1 or usize < 2**48)
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 10:
+        return False
+    (n,) = struct.unpack_from("<Q", head, 0)
+    return 2 <= n <= size - 8 and head[8:9] == b"{"
+
+
+def _has_zip_end(tail: bytes) -> bool:
+    return b"PK\x05\x06" in tail
+
+
+def _is_text(head: bytes) -> bool:
+    if not head or b"\x00" in head:
+        return False
+    try:
+        head[:4096].decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut at the edge is still text
+        return exc.start >= min(len(head), 4096) - 3
+    return True
+
+
+def detect(head: bytes, name: str, size: int, tail: bytes = b"") -> Detection:
+    """What `head` (the first bytes) and `tail` (the last bytes) of an object are."""
+    from shardscan.scanners.pickle.probe import probe_pickle
+
+    if size == 0:
+        return Detection((EMPTY,), "content")
+    primary: str | None = None
+    protocol: int | None = None
+    for offset, magic, fmt in MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            primary = fmt
+            break
+    if primary is None:
+        if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+            primary, protocol = PICKLE, head[1]
+        elif _is_pe(head):
+            primary = PE
+        elif _is_safetensors(head, size):
+            primary = SAFETENSORS
+        elif _is_zlib(head):
+            primary = ZLIB
+        elif _is_lzma_alone(head, size):
+            primary = LZMA
+    if primary is None:
+        probed = probe_pickle(head, complete=size <= len(head))
+        if probed is not None:
+            primary, protocol = PICKLE, probed
+    by = "content"
+    if primary is None:
+        by = "extension"
+        ext = extension(name)
+        if _has_zip_end(tail):
+            primary = ZIP
+        elif EXTENSIONS.get(ext) == ONNX:
+            primary = ONNX
+        elif _is_text(head):
+            primary, by = TEXT, "content"
+        else:
+            primary = EXTENSIONS.get(ext, UNKNOWN)
+            if primary == UNKNOWN:
+                by = "content"
+    formats = [primary]
+    if primary == PICKLE and _has_zip_end(tail):
+        formats.append(ZIP)
+    return Detection(tuple(formats), by, protocol)

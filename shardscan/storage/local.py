@@ -1,0 +1,52 @@
+"""Listing local paths: every file under a directory, not a list of extensions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from shardscan.model import ObjectRef
+
+
+@dataclass(frozen=True, slots=True)
+class ListingError:
+    """A path that could not be listed or opened; it becomes an object row with an error."""
+
+    uri: str
+    message: str
+
+
+def list_local(paths: list[str]) -> Iterator[ObjectRef | ListingError]:
+    """Files in a stable order (sorted), directories walked without following symlinked
+    directories, so a loop of links cannot trap the walk."""
+    for path in paths:
+        if not os.path.lexists(path):
+            yield ListingError(path, "no such file or directory")
+        elif os.path.isdir(path):
+            yield from _walk(path)
+        else:
+            yield _stat(path)
+
+
+def _stat(path: str) -> ObjectRef | ListingError:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return ListingError(path, exc.strerror or str(exc))
+    if not os.path.isfile(path):
+        return ListingError(path, "not a regular file")
+    return ObjectRef(uri=path, size=st.st_size)
+
+
+def _walk(root: str) -> Iterator[ObjectRef | ListingError]:
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield _stat(os.path.join(dirpath, name))
+        while errors:
+            err = errors.pop()
+            yield ListingError(err.filename or dirpath, err.strerror or str(err))
+    for err in errors:
+        yield ListingError(err.filename or root, err.strerror or str(err))
