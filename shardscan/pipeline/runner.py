@@ -93,6 +93,9 @@ class Runner:
         for fmt in detection.formats:
             scanner = self.scanners.get(fmt)
             if scanner is None:
+                result.findings.append(finding("FMT002", PIPELINE_ID,
+                                               f"no enabled scanner analyses {fmt} content",
+                                               offset=0, format=fmt))
                 continue
             unit = Unit(ref, scanner.id, 0, reader.size,
                         {"format": fmt, "protocol": detection.protocol, "depth": ctx.depth})
@@ -109,7 +112,8 @@ class Runner:
         start = time.monotonic()
         opts = self.options
         if opts.max_size is not None and ref.size > opts.max_size:
-            return ObjectReport(ref, "", Status.SKIPPED, error=f"larger than --max-size ({opts.max_size} bytes)")
+            return ObjectReport(ref, "", Status.SKIPPED,
+                                error=f"larger than --max-size ({opts.max_size} bytes)")
         deadline = None if not opts.timeout else start + opts.timeout
         ctx = self.context(deadline)
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 64 * 1024 + 22  # the zip end record and the largest comment it may carry
+TEXT_SAMPLE = 4096  # bytes that must decode as UTF-8 for content to count as text
 
 PICKLE = "pickle"
 ZIP = "zip"
@@ -129,10 +130,11 @@ def _has_zip_end(tail: bytes) -> bool:
 def _is_text(head: bytes) -> bool:
     if not head or b"\x00" in head:
         return False
+    sample = head[:TEXT_SAMPLE]
     try:
-        head[:4096].decode("utf-8")
-    except UnicodeDecodeError as exc:  # a multi-byte character cut at the edge is still text
-        return exc.start >= min(len(head), 4096) - 3
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut by the sample is still text
+        return len(head) > TEXT_SAMPLE and exc.start >= TEXT_SAMPLE - 3
     return True
 
 

@@ -120,6 +120,9 @@ class PickleMachine:
         self.frame_end: int | None = None
         self.proto = 0
         self._inconsistent = 0
+        #: Elements a container stands for once memo references are expanded (billion laughs).
+        self.weights: dict[int, int] = {}
+        self._expansion_reported = False
         self._dispatch: dict[int, Callable[[int], Any]] = {}
         for code, op in OPCODES.items():
             self._dispatch[code] = getattr(self, f"op_{op.name}")
@@ -208,6 +211,19 @@ class PickleMachine:
         self.stack.append(value)
         if len(self.stack) > self.limits.max_pickle_stack:
             raise LimitExceeded("stack deeper than the limit")
+
+    def weigh(self, container: Any, items: Any) -> None:
+        """Record how many elements `container` expands to; report an expansion attack once."""
+        weights = self.weights
+        total = weights.get(id(container), 1)
+        for v in items:
+            total += weights.get(id(v), 1) if isinstance(v, _CONTAINERS) else 1
+        weights[id(container)] = total
+        if total > self.limits.max_pickle_expansion and not self._expansion_reported:
+            self._expansion_reported = True
+            self.facts.events.append(Event(
+                "PKL305", self.s.tell(), "memo references expand to more elements than the limit "
+                "(billion laughs)", {"elements": total}))
 
     # ----- driving -------------------------------------------------------------------------
 
@@ -413,32 +429,42 @@ class PickleMachine:
     def op_EMPTY_SET(self, off: int) -> None:
         self.push(_SymSet())
 
+    def _push_container(self, container: Any, items: Any) -> None:
+        self.weigh(container, items)
+        self.push(container)
+
     def op_LIST(self, off: int) -> None:
-        self.push(self.pop_mark(off))
+        items = self.pop_mark(off)
+        self._push_container(items, items)
 
     def op_TUPLE(self, off: int) -> None:
-        self.push(tuple(self.pop_mark(off)))
+        t = tuple(self.pop_mark(off))
+        self._push_container(t, t)
 
     def op_TUPLE1(self, off: int) -> None:
-        self.push((self.pop(off),))
+        t = (self.pop(off),)
+        self._push_container(t, t)
 
     def op_TUPLE2(self, off: int) -> None:
         b = self.pop(off)
-        self.push((self.pop(off), b))
+        t = (self.pop(off), b)
+        self._push_container(t, t)
 
     def op_TUPLE3(self, off: int) -> None:
         c = self.pop(off)
         b = self.pop(off)
-        self.push((self.pop(off), b, c))
+        t = (self.pop(off), b, c)
+        self._push_container(t, t)
 
     def op_FROZENSET(self, off: int) -> None:
-        self.push(_SymSet(self.pop_mark(off)))
+        items = self.pop_mark(off)
+        self._push_container(_SymSet(items), items)
 
     def op_DICT(self, off: int) -> None:
         items = self.pop_mark(off)
         d: dict[Any, Any] = {}
         self._setitems(d, items, off)
-        self.push(d)
+        self._push_container(d, items)
 
     def _setitems(self, target: Any, items: list[Any], off: int) -> None:
         if len(items) % 2:
@@ -455,6 +481,7 @@ class PickleMachine:
                 target[items[i]] = items[i + 1]
             except TypeError:
                 self.inconsistent(off, "unhashable dict key")
+        self.weigh(target, items)
 
     def _note_setitem(self, target: Made, off: int) -> None:
         func = target.func
@@ -473,8 +500,10 @@ class PickleMachine:
     def _extend(self, target: Any, items: list[Any], off: int) -> None:
         if isinstance(target, list):
             target.extend(items)
+            self.weigh(target, items)
         elif isinstance(target, _SymSet):
             target.items.extend(items)
+            self.weigh(target, items)
         elif isinstance(target, Made):  # list subclasses: append/extend of the class runs
             self._note_setitem(target, off)
         else:
@@ -688,22 +717,23 @@ class PickleMachine:
             if isinstance(args, tuple) and args:
                 return self.new(args[0], args[1:], off, "NEWOBJ")
             return Made(func, args, off, "new")
+        decoder = self.role("decoders", func) or decode.pure_function(func.module, func.name)
+        if decoder is not None:  # pure: judged by what its result feeds, not as a call
+            func.uses.add("decode")
+            return Made(func, args, off, "call", value=decode.evaluate(decoder, args, self.limits))
         func.uses.add("call")
         builder = self.role("builders", func)
         if builder is not None:
             code = CodeObject(func, off)
+            absorbed = {id(v) for v in _shallow(args) if isinstance(v, CodeObject)}
+            if absorbed:  # bytecode turned into a function is one latent payload, not two
+                self.facts.code_objects = [c for c in self.facts.code_objects if id(c) not in absorbed]
             self.facts.code_objects.append(code)
             self._forward(args, off, forwarder=False)
             return code
         if self.role("loaders", func) is not None:
             self._nested(func, args, off)
             return Nested(func, off)
-        decoder = self.role("decoders", func)
-        if decoder is not None:
-            return Made(func, args, off, "call", decode.evaluate(decoder, args, self.limits))
-        pure = decode.pure_function(func.module, func.name)
-        if pure is not None:
-            return Made(func, args, off, "call", decode.evaluate(pure, args, self.limits))
         self._forward(args, off, forwarder=self.role("forwarders", func) is not None)
         self._scan_arguments(func, args, off)
         return Made(func, args, off, "call")
@@ -786,6 +816,9 @@ class _SymSet:
 
     def __init__(self, items: list[Any] | None = None) -> None:
         self.items = items or []
+
+
+_CONTAINERS = (list, tuple, dict, _SymSet)
 
 
 def _shallow(args: Any) -> list[Any]:

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shardscan.model import ObjectReport
+from shardscan.pipeline.runner import Runner, ScanOptions
+
+
+@pytest.fixture
+def scan_bytes(tmp_path: Path):
+    """Write bytes under a name and scan the file end to end; returns its ObjectReport."""
+
+    def scan(data: bytes, name: str = "model.pkl", **options) -> ObjectReport:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        run = Runner(ScanOptions(**options)).run([str(path)])
+        assert len(run.objects) == 1
+        return run.objects[0]
+
+    return scan
