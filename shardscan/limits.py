@@ -24,8 +24,14 @@ class Limits:
     max_pickle_stack: int = 1_000_000
     #: Elements reachable through memo GETs of containers before we call it an expansion attack.
     max_pickle_expansion: int = 10_000_000
-    #: Largest literal kept in memory (bytes/str); longer ones become (offset, length) references.
+    #: Literals up to this size are always kept (names, keys, short strings).
+    small_literal: int = 4 * KiB
+    #: Largest single literal kept in memory, and all literals kept per stream; beyond either,
+    #: a literal becomes an (offset, length) reference read again only if a payload needs it.
     max_inline_literal: int = 1 * MiB
+    max_retained_literals: int = 64 * MiB
+    #: Largest payload decoded (base64, hex, zlib...) to look inside it.
+    max_decoded_payload: int = 64 * MiB
     #: Longest protocol-0 text line (GLOBAL, INT, STRING...).
     max_pickle_line: int = 64 * KiB
     #: Pickles inside pickles (loads of embedded bytes), and pickles stacked in one stream.

@@ -106,6 +106,11 @@ class ReaderStream:
 
     def read(self, n: int) -> bytes:
         """Exactly `n` bytes, or fewer at the end of the range."""
+        pos = self._pos
+        stop = pos + n
+        if stop <= len(self._buf):
+            self._pos = stop
+            return self._buf[pos:stop]
         if n > self._chunk:
             head = self._buf[self._pos :]
             start = self.tell()

@@ -17,7 +17,8 @@ import zlib
 from typing import Any
 
 from shardscan.limits import Limits
-from shardscan.scanners.pickle.values import Made
+from shardscan.scanners.pickle.values import Blob, Made
+from shardscan.storage.reader import RangeReader
 
 #: Codec names `codecs.decode`/`encode` is evaluated for; all pure and bounded here.
 TEXT_CODECS = frozenset({"latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii",
@@ -36,10 +37,41 @@ PURE_FUNCTIONS: dict[tuple[str, str], str] = {
 }
 
 
+class Deferred:
+    """A decoder call kept unevaluated: most decoded values (NumPy's latin-1 bytes in
+    protocol 2) are never needed, and decoding them all would copy every tensor."""
+
+    __slots__ = ("args", "kind", "limits", "reader")
+
+    def __init__(self, kind: str, args: Any, limits: Limits, reader: RangeReader) -> None:
+        self.kind, self.args, self.limits, self.reader = kind, args, limits, reader
+
+    def __call__(self) -> Any:
+        args = self.args
+        if isinstance(args, tuple):
+            args = tuple(materialise(a, self.reader, self.limits) for a in args)
+        return evaluate(self.kind, args, self.limits)
+
+
+def materialise(value: Any, reader: RangeReader, limits: Limits) -> Any:
+    """A skipped literal read back from the stream, when it is small enough to decode."""
+    if isinstance(value, Blob) and value.length <= limits.max_decoded_payload:
+        data = reader.read(value.offset, value.length)
+        return data.decode("utf-8", "surrogatepass") if value.kind == "str" else data
+    return value
+
+
 def value_of(value: Any) -> Any:
-    """The literal a symbolic value stands for, when the machine could evaluate it."""
-    if isinstance(value, Made) and value.value is not None:
-        return value.value
+    """The literal a symbolic value stands for, when the machine can evaluate it."""
+    if isinstance(value, Made):
+        if value.lazy is not None:
+            lazy, value.lazy = value.lazy, None
+            try:
+                value.value = lazy()
+            except UnicodeDecodeError:
+                value.value = None
+        if value.value is not None:
+            return value.value
     return value
 
 
@@ -93,7 +125,7 @@ def evaluate(kind: str, args: Any, limits: Limits) -> Any:
     if not isinstance(args, tuple) or not args:
         return None
     first = value_of(args[0])
-    limit = limits.max_inline_literal
+    limit = limits.max_decoded_payload
     try:
         if kind == "codec":
             encoding = value_of(args[1]) if len(args) > 1 else "utf-8"

@@ -120,6 +120,7 @@ class PickleMachine:
         self.frame_end: int | None = None
         self.proto = 0
         self._inconsistent = 0
+        self.retained = 0
         #: Elements a container stands for once memo references are expanded (billion laughs).
         self.weights: dict[int, int] = {}
         self._expansion_reported = False
@@ -144,7 +145,8 @@ class PickleMachine:
                 self.frame_end = None
 
     def read(self, n: int) -> bytes:
-        self._enter_read(n)
+        if self.frame_end is not None:
+            self._enter_read(n)
         data = self.s.read(n)
         if len(data) < n:
             raise Truncated
@@ -168,16 +170,29 @@ class PickleMachine:
         return line[:-1]
 
     def read_struct(self, kind: int) -> Any:
+        if kind == U1:  # the most frequent argument: no struct, no slice
+            if self.frame_end is not None:
+                self._enter_read(1)
+            b = self.s.read_byte()
+            if b < 0:
+                raise Truncated
+            return b
         st = _STRUCTS[kind]
         return st.unpack(self.read(st.size))[0]
 
     def read_literal(self, n: int, kind: str) -> bytes | Blob:
-        """A length-prefixed literal; long ones are skipped and remembered by position."""
+        """A length-prefixed literal; long ones are skipped and remembered by position, so
+        memory does not grow with the tensors a pickle carries."""
         if n < 0:
             raise FormatError("negative length", self.s.tell())
-        if n <= self.limits.max_inline_literal:
+        limits = self.limits
+        if n <= limits.small_literal:
             return self.read(n)
-        self._enter_read(n)
+        if n <= limits.max_inline_literal and self.retained + n <= limits.max_retained_literals:
+            self.retained += n
+            return self.read(n)
+        if self.frame_end is not None:
+            self._enter_read(n)
         offset = self.s.tell()
         if n > self.s.remaining():
             raise Truncated
@@ -720,7 +735,9 @@ class PickleMachine:
         decoder = self.role("decoders", func) or decode.pure_function(func.module, func.name)
         if decoder is not None:  # pure: judged by what its result feeds, not as a call
             func.uses.add("decode")
-            return Made(func, args, off, "call", value=decode.evaluate(decoder, args, self.limits))
+            made = Made(func, args, off, "call")
+            made.lazy = decode.Deferred(decoder, args, self.limits, self.s.reader)
+            return made
         func.uses.add("call")
         builder = self.role("builders", func)
         if builder is not None:

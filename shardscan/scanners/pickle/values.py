@@ -54,6 +54,8 @@ class Made:
     state: Any = None
     #: Set when the callee is a decoder or pure function that could be evaluated.
     value: Any = None
+    #: A deferred evaluation, run only when an analysis needs the value (see decode.value_of).
+    lazy: Any = None
 
 
 @dataclass(eq=False, slots=True)
