@@ -109,13 +109,16 @@ class PicklePolicy:
             self.roles[role] = patterns
 
     def canonical_module(self, module: str) -> str:
-        """`posix` and `nt` are `os`, `__builtin__` is `builtins`: one spelling per module."""
-        head, _, rest = module.partition(".")
-        full = self.aliases.get(module)
-        if full is not None:
-            return full
-        alias = self.aliases.get(head)
-        return f"{alias}.{rest}" if alias and rest else module
+        """`posix` and `nt` are `os`, `__builtin__` is `builtins`, `numpy._core` is
+        `numpy.core`: one spelling per module, by the longest aliased prefix."""
+        prefix = module
+        while True:
+            alias = self.aliases.get(prefix)
+            if alias is not None:
+                return alias + module[len(prefix):]
+            if "." not in prefix:
+                return module
+            prefix = prefix.rsplit(".", 1)[0]
 
     def candidates(self, module: str, name: str) -> Iterable[tuple[str, str]]:
         """Every (module, name) a GLOBAL may resolve to.
