@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from datetime import datetime, timezone
 
 from shardscan import __version__
 from shardscan.limits import DEFAULT_LIMITS, Limits
 from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status, Unit, UnitResult
+from shardscan.pipeline.cache import ResultCache
 from shardscan.policy import load_policy
 from shardscan.rules import STRICT_SEVERITY
 from shardscan.scanners import registry
@@ -36,6 +38,13 @@ class ScanOptions:
     timeout: float | None = 300.0
     max_size: int | None = None
     limits: Limits = field(default=DEFAULT_LIMITS)
+    #: Where results of unchanged local files are kept between runs (None: no cache).
+    cache_dir: Path | None = None
+
+    def fingerprint(self) -> str:
+        """What, besides the bytes, decides the findings: part of every cache key."""
+        return repr((policy_version(), self.strict, sorted(self.blacklist), sorted(self.scanners or ()),
+                     sorted(self.exclude), self.limits))
 
 
 def policy_version() -> str:
@@ -67,6 +76,8 @@ class Runner:
             for fmt in scanner.formats:
                 self.scanners[fmt] = scanner
         self.policy = load_policy()
+        self.cache = (ResultCache(options.cache_dir, options.fingerprint())
+                      if options.cache_dir is not None else None)
 
     def context(self, deadline: float | None) -> ScanContext:
         return ScanContext(policy=self.policy, limits=self.options.limits,
@@ -114,6 +125,11 @@ class Runner:
         if opts.max_size is not None and ref.size > opts.max_size:
             return ObjectReport(ref, "", Status.SKIPPED,
                                 error=f"larger than --max-size ({opts.max_size} bytes)")
+        if self.cache is not None:
+            cached = self.cache.get(ref)
+            if cached is not None:
+                cached.duration_s = time.monotonic() - start
+                return cached
         deadline = None if not opts.timeout else start + opts.timeout
         ctx = self.context(deadline)
         try:
@@ -125,8 +141,11 @@ class Runner:
             result = UnitResult(error=exc.strerror or str(exc))
         findings = self._finalise(result.findings)
         status = Status.SCANNED if result.error is None else Status.ERROR
-        return ObjectReport(ref, result.formats[0] if result.formats else "", status, findings,
-                            result.error, time.monotonic() - start)
+        report = ObjectReport(ref, result.formats[0] if result.formats else "", status, findings,
+                              result.error, time.monotonic() - start)
+        if self.cache is not None:
+            self.cache.put(report)
+        return report
 
     def _finalise(self, findings: list[Finding]) -> list[Finding]:
         if self.options.strict:
