@@ -21,3 +21,9 @@ def scan_bytes(tmp_path: Path):
         return run.objects[0]
 
     return scan
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Keep the CLI's result cache out of the user's home during tests."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
