@@ -303,6 +303,8 @@ class PickleMachine:
         self.pop_mark(off)
 
     def op_DUP(self, off: int) -> None:
+        if not self.stack:
+            self.inconsistent(off, "DUP on an empty stack")
         self.push(self.stack[-1] if self.stack else BROKEN)
 
     def op_NONE(self, off: int) -> None:
@@ -484,8 +486,7 @@ class PickleMachine:
     def _setitems(self, target: Any, items: list[Any], off: int) -> None:
         if len(items) % 2:
             self.inconsistent(off, "odd number of items for a dict")
-        if isinstance(target, Made):  # __setitem__ on an object: the object's own code runs
-            target.state = target.state or {}
+        if isinstance(target, Made):
             self._note_setitem(target, off)
             return
         if not isinstance(target, dict):
@@ -499,9 +500,10 @@ class PickleMachine:
         self.weigh(target, items)
 
     def _note_setitem(self, target: Made, off: int) -> None:
+        # Items given to an instance are state, like BUILD: the class's own __setitem__ runs.
         func = target.func
         if isinstance(func, Global):
-            func.uses.add("call")
+            func.uses.add("build")
 
     def op_SETITEM(self, off: int) -> None:
         value = self.pop(off)
@@ -519,7 +521,7 @@ class PickleMachine:
         elif isinstance(target, _SymSet):
             target.items.extend(items)
             self.weigh(target, items)
-        elif isinstance(target, Made):  # list subclasses: append/extend of the class runs
+        elif isinstance(target, Made):
             self._note_setitem(target, off)
         else:
             self.inconsistent(off, f"APPEND(S)/ADDITEMS on {type(target).__name__}")
