@@ -147,3 +147,27 @@ ATTACKS += [
     ("P12-frame-divergence", frame_divergence(), {"PKL302", "PKL102"}),
     ("P15-billion-laughs", billion_laughs(), {"PKL305"}),
 ]
+
+
+def nested_loads(depth: int) -> bytes:
+    """A pickle that loads a pickle that loads a pickle..., the innermost one malicious."""
+    data = INNER
+    for _ in range(depth):
+        data = p4(call1("pickle", "loads", bb(data)))
+    return data
+
+
+ATTACKS += [
+    ("P4-bad-memo-key", p4(b"h\x07" + sglob("os", "system") + sbu(CMD) + b"\x85R"), {"PKL306", "PKL102"}),
+    ("P9-computed-legacy-magic", p4(call1("builtins", "eval", sbu("0x1950a86a20f9469cfc6c"))) + p4(b"M\xe9\x03"),
+     {"PKL101", "TRC103"}),
+    ("trailing-garbage", INNER + b"\xff\xfe\xfd", {"PKL102", "PKL303"}),
+    ("nested-too-deep", nested_loads(6), {"PKL105", "PKL307"}),
+]
+
+# Benign-shaped pickles with the INFO-level rules they must produce (and nothing louder).
+INFO_ONLY: list[tuple[str, bytes, set[str]]] = [
+    ("import-only", p4(sglob("mypkg.layers", "Custom")), {"PKL205"}),
+    ("newobj-state", b"\x80\x02c__main__\nNet\nq\x00)\x81q\x01}q\x02X\x01\x00\x00\x00aK\x01sb.", {"PKL204"}),
+    ("stacked-benign", p4(b"K\x01") + p4(b"K\x02"), {"PKL304"}),
+]

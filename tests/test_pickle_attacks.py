@@ -6,7 +6,7 @@ import pytest
 
 from shardscan.model import Severity
 from shardscan.rules import BY_ID
-from tests.samples import ATTACKS
+from tests.samples import ATTACKS, INFO_ONLY, nested_loads
 
 
 @pytest.mark.parametrize(("name", "data", "expected"), ATTACKS, ids=[a[0] for a in ATTACKS])
@@ -19,3 +19,23 @@ def test_attack_is_caught(name, data, expected, scan_bytes):
         assert all(f.severity == BY_ID[rule_id].severity for f in hits)
         assert all(f.offset is not None for f in hits)
     assert report.max_severity is not None and report.max_severity >= Severity.WARNING
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), INFO_ONLY, ids=[a[0] for a in INFO_ONLY])
+def test_info_only_shapes(name, data, expected, scan_bytes):
+    report = scan_bytes(data, "model.pkl")
+    assert {f.rule_id for f in report.findings} == expected
+    assert report.max_severity == Severity.INFO
+
+
+def test_nested_findings_are_located(scan_bytes):
+    report = scan_bytes(nested_loads(2))
+    inner = [f for f in report.findings if f.rule_id == "PKL102"]
+    assert inner and inner[0].location.count("nested@") == 2
+
+
+def test_same_bytes_same_findings(scan_bytes):
+    data = b"".join(a[1] for a in ATTACKS[:8])
+    first = [(f.key(), f.severity) for f in scan_bytes(data, "a.pkl").findings]
+    second = [(f.key(), f.severity) for f in scan_bytes(data, "b.pkl").findings]
+    assert first == second and first

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 
 from shardscan import __version__
 from shardscan.limits import DEFAULT_LIMITS, Limits
@@ -152,7 +152,7 @@ class Runner:
             findings = [f if f.rule_id not in STRICT_SEVERITY else
                         replace(f, severity=max(f.severity, STRICT_SEVERITY[f.rule_id]))
                         for f in findings]
-        return sorted(findings, key=lambda f: (-f.severity, f.location, f.offset or 0, f.rule_id))
+        return sorted(findings, key=lambda f: (-f.severity, f.location, f.offset or 0, f.rule_id, f.message))
 
     def run(self, paths: list[str], on_object: Callable[[ObjectReport], None] | None = None) -> ScanRun:
         run = ScanRun(tool_version=__version__, policy_version=policy_version(),
