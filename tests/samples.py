@@ -120,8 +120,8 @@ ATTACKS: list[tuple[str, bytes, set[str]]] = [
                                    + b"}" + sbu("f") + b"NNtR)R"), {"PKL104"}),
     ("cloudpickle-latent", p4(sglob("cloudpickle.cloudpickle", "_make_function") + b"("
                               + call1("marshal", "loads", bb(CODE)) + b"}" + sbu("f") + b"NNtR"), {"PKL202"}),
-    ("forwarded-code", p4(sglob("builtins", "map") + sglob("types", "FunctionType") + call1("marshal", "loads", bb(CODE))
-                          + b"}\x86R" + b"](N" + b"e\x86R"), {"PKL104"}),
+    ("forwarded-code", p4(sglob("builtins", "map") + sglob("types", "FunctionType")
+                          + call1("marshal", "loads", bb(CODE)) + b"}\x86R" + b"](N" + b"e\x86R"), {"PKL104"}),
 ]
 
 
