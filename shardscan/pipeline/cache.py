@@ -61,9 +61,9 @@ class ResultCache:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(_report_to(report), fh)
+                json.dump(_report_to(report), fh, default=str)
             os.replace(tmp, folder / f"{key}.json")  # readers never see half a file
-        except OSError:
+        except (OSError, TypeError, ValueError):
             pass  # a read-only or full cache must not fail the scan
 
 

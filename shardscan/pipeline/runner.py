@@ -87,36 +87,47 @@ class Runner:
     def scan_content(self, name: str, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         """Detect what `reader` holds and scan it with every scanner its formats call for.
 
-        Containers call this back for their members (through `ctx.scan_member`).
+        Containers call this back for their members (through `ctx.scan_member`). It never
+        raises for bad content: a timeout or a failing scanner becomes the result's error and
+        what was found before it is kept.
         """
-        ctx.check_deadline()
         result = UnitResult()
-        if matches_blacklist(name.rsplit("/", 1)[-1], ctx.blacklist):
-            result.findings.append(finding("BLK001", PIPELINE_ID, f"name {name!r} matches --blacklist"))
-        detection = detect_reader(name, reader)
-        result.formats.append(detection.format)
-        if len(detection.formats) > 1:
-            result.findings.append(finding(
-                "CNT111", PIPELINE_ID, f"content reads as {' and '.join(detection.formats)}",
-                offset=0, formats=",".join(detection.formats)))
-        errors = []
-        ref = ObjectRef(uri=name, size=reader.size)
-        for fmt in detection.formats:
-            scanner = self.scanners.get(fmt)
-            if scanner is None:
-                result.findings.append(finding("FMT002", PIPELINE_ID,
-                                               f"no enabled scanner analyses {fmt} content",
-                                               offset=0, format=fmt))
-                continue
-            unit = Unit(ref, scanner.id, 0, reader.size,
-                        {"format": fmt, "protocol": detection.protocol, "depth": ctx.depth})
-            part = scanner.scan(unit, reader, ctx)
-            result.findings += part.findings
-            result.formats += [f for f in part.formats if f not in result.formats]
-            if part.error:
-                errors.append(part.error)
-        if (errors and not result.findings) or errors:
-            result.error = "; ".join(errors)
+        errors: list[str] = []
+        try:
+            ctx.check_deadline()
+            if matches_blacklist(name.rsplit("/", 1)[-1], ctx.blacklist):
+                result.findings.append(finding("BLK001", PIPELINE_ID, f"name {name!r} matches --blacklist"))
+            detection = detect_reader(name, reader)
+            result.formats.append(detection.format)
+            if len(detection.formats) > 1:
+                result.findings.append(finding(
+                    "CNT111", PIPELINE_ID, f"content reads as {' and '.join(detection.formats)}",
+                    offset=0, formats=",".join(detection.formats)))
+            ref = ObjectRef(uri=name, size=reader.size)
+            for fmt in detection.formats:
+                scanner = self.scanners.get(fmt)
+                if scanner is None:
+                    result.findings.append(finding("FMT002", PIPELINE_ID,
+                                                   f"no enabled scanner analyses {fmt} content",
+                                                   offset=0, format=fmt))
+                    continue
+                unit = Unit(ref, scanner.id, 0, reader.size,
+                            {"format": fmt, "protocol": detection.protocol, "depth": ctx.depth})
+                try:
+                    part = scanner.scan(unit, reader, ctx)
+                except (ScanTimeout, OSError):
+                    raise
+                except Exception as exc:  # a scanner bug must not end the scan of everything else
+                    errors.append(f"{scanner.id} scanner failed: {type(exc).__name__}: {exc}")
+                    continue
+                result.findings += part.findings
+                result.formats += [f for f in part.formats if f not in result.formats]
+                if part.error:
+                    errors.append(part.error)
+        except ScanTimeout:
+            errors.append("timed out")
+        if errors:
+            result.error = "; ".join(dict.fromkeys(errors))
         return result
 
     def scan_object(self, ref: ObjectRef) -> ObjectReport:
@@ -135,8 +146,6 @@ class Runner:
         try:
             with LocalReader(ref.uri) as reader:
                 result = self.scan_content(ref.uri, reader, ctx)
-        except ScanTimeout:
-            result = UnitResult(error=f"timed out after {opts.timeout:g}s")
         except OSError as exc:
             result = UnitResult(error=exc.strerror or str(exc))
         findings = self._finalise(result.findings)
