@@ -11,6 +11,7 @@ from shardscan.limits import DEFAULT_LIMITS
 from shardscan.scanners.base import FormatError
 from shardscan.scanners.pickle.machine import LimitExceeded, PickleMachine, Truncated
 from shardscan.scanners.pickle.opcodes import OPCODES
+from shardscan.scanners.pickle.values import BROKEN
 from shardscan.storage.reader import BytesReader, ReaderStream
 
 #: Opcodes a truncated head must have run cleanly to count as a pickle.
@@ -27,7 +28,8 @@ def probe_pickle(head: bytes, *, complete: bool) -> int | None:
     head = head[: DEFAULT_LIMITS.pickle_trial_bytes]
     machine = PickleMachine(ReaderStream(BytesReader(head)), None, DEFAULT_LIMITS)
     try:
-        machine.run_one()
+        if machine.run_one() is BROKEN:  # STOP on an empty stack: the loader fails too
+            return None
     except Truncated:
         if complete or machine.facts.opcodes < MIN_TRIAL_OPCODES:
             return None
@@ -35,5 +37,4 @@ def probe_pickle(head: bytes, *, complete: bool) -> int | None:
         return None
     if machine.facts.events or machine.facts.frame_straddled:
         return None
-    binary = any(OPCODES[b].proto >= 1 for b in set(head[:256]) if b in OPCODES)
-    return 1 if binary else 0
+    return 0 if head.isascii() else 1  # protocol 0 is the text protocol

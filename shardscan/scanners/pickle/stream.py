@@ -35,6 +35,20 @@ class PickleOutcome:
     timed_out: bool = False
 
 
+class _Snapshot:
+    """Lengths of the fact lists before a stacked pickle, to drop what trailing bytes that
+    only looked like a pickle added."""
+
+    FIELDS = ("globals", "events", "code_objects", "nested", "persistent")
+
+    def __init__(self, facts: Facts) -> None:
+        self.lengths = {name: len(getattr(facts, name)) for name in self.FIELDS}
+
+    def rollback(self, facts: Facts) -> None:
+        for name, length in self.lengths.items():
+            del getattr(facts, name)[length:]
+
+
 def _walk(reader: RangeReader, start: int, end: int | None, ctx: ScanContext, scanner_id: str,
           *, file_mode: bool) -> tuple[Facts, list[Finding], str | None, bool]:
     """Walk every pickle in the range; returns facts, stream-level findings, a parse error
@@ -49,6 +63,7 @@ def _walk(reader: RangeReader, start: int, end: int | None, ctx: ScanContext, sc
         begin = stream.tell()
         globals_before = len(facts.globals)
         opcodes_before = facts.opcodes
+        mark = _Snapshot(facts)
         try:
             facts.results.append(machine.run_one())
             facts.pickles += 1
@@ -63,7 +78,8 @@ def _walk(reader: RangeReader, start: int, end: int | None, ctx: ScanContext, sc
                 notes.append(finding("PKL301", scanner_id,
                                      f"pickle stream breaks after {ran} opcodes: {reason}",
                                      offset=at, pickle_start=begin))
-            else:
+            else:  # trailing bytes that broke without importing anything: not a pickle
+                mark.rollback(facts)
                 notes.append(finding("PKL303", scanner_id,
                                      f"{stream.end - begin} bytes after the last STOP",
                                      offset=begin, length=stream.end - begin))

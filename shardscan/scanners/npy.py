@@ -1,0 +1,243 @@
+"""NumPy `.npy` arrays (and, through the zip scanner, the members of `.npz` files).
+
+A `.npy` file is a magic string, a version, a Python dict literal describing the array and the
+raw array bytes. An array of Python objects is different: its bytes are a pickle, which
+`np.load(allow_pickle=True)` runs. The header is parsed without evaluating anything (the
+literal is checked node by node before `ast.literal_eval`, which itself never runs code), the
+declared size is checked against the file, and an object array's pickle is scanned.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from shardscan.model import Finding, Unit, UnitResult
+from shardscan.scanners import detect as fmt
+from shardscan.scanners.base import FormatError, ScanContext, Scanner, finding
+from shardscan.scanners.pickle.scanner import PickleScanner
+from shardscan.scanners.pickle.stream import scan_pickle_range
+from shardscan.storage.reader import RangeReader
+
+MAGIC = b"\x93NUMPY"
+#: Version -> (header length field, text encoding of the header). Version 3 allows UTF-8 names.
+VERSIONS: dict[int, tuple[struct.Struct, str]] = {
+    1: (struct.Struct("<H"), "latin-1"),
+    2: (struct.Struct("<I"), "latin-1"),
+    3: (struct.Struct("<I"), "utf-8"),
+}
+HEADER_KEYS = frozenset({"descr", "fortran_order", "shape"})
+#: AST nodes a header literal may contain: containers, constants and signs, nothing callable.
+LITERAL_NODES = (ast.Dict, ast.Tuple, ast.List, ast.Constant, ast.UnaryOp, ast.USub, ast.UAdd, ast.Load)
+
+#: A dtype string as NumPy writes it: byte order, kind, count, datetime unit.
+DESCR = re.compile(r"^([<>|=]?)([a-zA-Z?])(\d*)(\[[A-Za-z0-9]+\])?$")
+#: Kinds followed by a count, and the bytes per counted unit.
+KIND_UNIT_BYTES: dict[str, int] = {
+    "b": 1,   # bool ('b1')
+    "i": 1,   # signed integer ('i8')
+    "u": 1,   # unsigned integer
+    "f": 1,   # float ('f4')
+    "c": 1,   # complex ('c16')
+    "S": 1,   # bytes ('S10')
+    "a": 1,   # bytes, old name
+    "V": 1,   # raw void ('V8')
+    "M": 1,   # datetime64 ('M8[ns]')
+    "m": 1,   # timedelta64
+    "U": 4,   # unicode, UCS-4 code points ('U5' is 20 bytes)
+    "O": 1,   # object pointers ('O8'); the data is a pickle, not pointers
+}
+#: Single-character type codes without a count, and their size.
+CHAR_BYTES: dict[str, int] = {
+    "?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
+    "p": 8, "P": 8, "e": 2, "f": 4, "d": 8, "g": 16, "F": 8, "D": 16, "G": 32, "c": 1,
+    "S": 0, "a": 0, "U": 0, "V": 0, "M": 8, "m": 8, "O": 8,
+}
+#: Names NumPy also accepts for the object dtype.
+OBJECT_NAMES = frozenset({"o", "object", "object_", "object0", "o8", "o4"})
+
+
+class DescrError(ValueError):
+    """A dtype description this parser does not understand."""
+
+
+@dataclass(frozen=True, slots=True)
+class DType:
+    itemsize: int
+    has_object: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    version: int
+    data_start: int       # offset of the array bytes in the reader
+    descr: Any
+    fortran_order: bool
+    shape: tuple[int, ...]
+
+
+def parse_literal(text: str) -> dict[str, Any]:
+    """The header dict, accepting only a dict literal of constants, tuples and lists."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        # Python 2 wrote shapes as `(3L, 4L)`; NumPy still reads them.
+        try:
+            tree = ast.parse(re.sub(r"\b(\d+)L\b", r"\1", text.strip()), mode="eval")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            raise FormatError(f"header is not a Python literal: {exc.__class__.__name__}") from exc
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise FormatError(f"header is not a Python literal: {exc.__class__.__name__}") from exc
+    if not isinstance(tree.body, ast.Dict):
+        raise FormatError("header is not a dict literal")
+    for node in ast.walk(tree.body):
+        if not isinstance(node, LITERAL_NODES):
+            raise FormatError(f"header holds a {type(node).__name__} expression")
+    try:
+        value = ast.literal_eval(tree.body)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as exc:
+        raise FormatError(f"header literal is invalid: {exc}") from exc
+    if not isinstance(value, dict):
+        raise FormatError("header is not a dict")
+    return value
+
+
+def read_header(reader: RangeReader, start: int, end: int, max_header: int) -> Header:
+    """Parse the magic, version and header dict; FormatError(offset=None) means not a .npy."""
+    head = reader.read(start, 12)
+    if head[:6] != MAGIC:
+        raise FormatError("no .npy magic")
+    if len(head) < 8:
+        raise FormatError("header truncated", start)
+    major = head[6]
+    if major not in VERSIONS:
+        raise FormatError(f"unsupported .npy version {major}.{head[7]}", start + 6)
+    length_field, encoding = VERSIONS[major]
+    if len(head) < 8 + length_field.size:
+        raise FormatError("header truncated", start)
+    (length,) = length_field.unpack_from(head, 8)
+    text_start = start + 8 + length_field.size
+    if length > max_header:
+        raise FormatError(f"header of {length} bytes exceeds the {max_header}-byte limit", start + 8)
+    if text_start + length > end:
+        raise FormatError(f"header of {length} bytes runs past the end of the file", start + 8)
+    try:
+        text = reader.read(text_start, length).decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"header is not {encoding}", text_start + exc.start) from exc
+    try:
+        d = parse_literal(text)
+    except FormatError as exc:
+        raise FormatError(exc.reason, text_start) from exc
+    keys = set(d)
+    if keys != HEADER_KEYS:
+        raise FormatError(f"header keys are {sorted(map(str, keys))}, NumPy needs {sorted(HEADER_KEYS)}",
+                          text_start)
+    shape, fortran = d["shape"], d["fortran_order"]
+    if not isinstance(shape, tuple) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise FormatError(f"shape {shape!r} is not a tuple of sizes", text_start)
+    if not isinstance(fortran, bool):
+        raise FormatError(f"fortran_order {fortran!r} is not a bool", text_start)
+    return Header(major, text_start + length, d["descr"], fortran, shape)
+
+
+def dtype_of(descr: Any, depth: int = 0) -> DType:
+    """Item size and whether any field is an object, from a descr as NumPy writes it."""
+    if depth > 32:
+        raise DescrError("dtype nested too deep")
+    if isinstance(descr, str):
+        if descr.lower().lstrip("<>|=") in OBJECT_NAMES:
+            return DType(8, True)
+        m = DESCR.match(descr)
+        if m is None:
+            raise DescrError(f"dtype {descr!r} not recognised")
+        kind, count, unit = m.group(2), m.group(3), m.group(4)
+        if unit and kind not in "Mm":
+            raise DescrError(f"dtype {descr!r} not recognised")
+        if count:
+            if kind not in KIND_UNIT_BYTES:
+                raise DescrError(f"dtype {descr!r} not recognised")
+            return DType(int(count) * KIND_UNIT_BYTES[kind], kind == "O")
+        if kind not in CHAR_BYTES:
+            raise DescrError(f"dtype {descr!r} not recognised")
+        return DType(CHAR_BYTES[kind], kind == "O")
+    if isinstance(descr, tuple) and len(descr) == 2:  # a subarray: (base, shape)
+        base = dtype_of(descr[0], depth + 1)
+        return DType(base.itemsize * _count(descr[1]), base.has_object)
+    if isinstance(descr, list):
+        size, has_object = 0, False
+        for fld in descr:
+            if not isinstance(fld, tuple) or len(fld) not in (2, 3):
+                raise DescrError(f"structured field {fld!r} not recognised")
+            sub = dtype_of(fld[1], depth + 1)
+            size += sub.itemsize * (_count(fld[2]) if len(fld) == 3 else 1)
+            has_object = has_object or sub.has_object
+        return DType(size, has_object)
+    raise DescrError(f"dtype {descr!r} not recognised")
+
+
+def _count(shape: Any) -> int:
+    if isinstance(shape, int) and not isinstance(shape, bool) and shape >= 0:
+        return shape
+    if isinstance(shape, tuple) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                        for n in shape):
+        return math.prod(shape)
+    raise DescrError(f"subarray shape {shape!r} not recognised")
+
+
+class NpyScanner(Scanner):
+    id = "npy"
+    version = 1
+    description = "NumPy .npy arrays: header checks, and the pickle inside object arrays"
+    formats = (fmt.NPY,)
+
+    def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
+        start, end = unit.start, unit.end
+        try:
+            header = read_header(reader, start, end, ctx.limits.max_npy_header)
+        except FormatError as exc:
+            if exc.offset is None:
+                return UnitResult(error=f"not a .npy file: {exc.reason}")
+            return UnitResult([finding("CNT112", self.id, f".npy header is corrupt: {exc.reason}",
+                                       offset=exc.offset)])
+        findings: list[Finding] = []
+        try:
+            dtype = dtype_of(header.descr)
+        except DescrError as exc:
+            findings.append(finding("CNT112", self.id, f".npy header is corrupt: {exc}", offset=start))
+            # Without the dtype the array bytes are unknown: scan them if they read as a pickle.
+            head = reader.read(header.data_start, fmt.HEAD_BYTES)
+            if fmt.detect(head, "", end - header.data_start).format == fmt.PICKLE:
+                findings += self._scan_pickle(reader, ctx, header, end).findings
+            return UnitResult(findings)
+        if dtype.has_object:
+            findings.append(finding("NPY101", self.id,
+                                    f"object array (descr {header.descr!r}, shape {header.shape}); "
+                                    "its pickle was scanned", offset=start, descr=str(header.descr)))
+            outcome = self._scan_pickle(reader, ctx, header, end)
+            findings += outcome.findings
+            if outcome.error:
+                findings.append(finding("CNT112", self.id,
+                                        f"object array data is not a pickle: {outcome.error}",
+                                        offset=header.data_start))
+            result = UnitResult(findings)
+            if outcome.timed_out:
+                result.error = "timed out"
+            return result
+        need = math.prod(header.shape) * dtype.itemsize
+        have = end - header.data_start
+        if have < need:
+            findings.append(finding(
+                "CNT112", self.id,
+                f"array data is {have} bytes, the header declares {need} "
+                f"({'x'.join(map(str, header.shape)) or 'scalar'} of {dtype.itemsize}-byte items)",
+                offset=header.data_start, declared=need, actual=have))
+        return UnitResult(findings)
+
+    def _scan_pickle(self, reader: RangeReader, ctx: ScanContext, header: Header, end: int):
+        return scan_pickle_range(reader, ctx, PickleScanner.id, header.data_start, end)
