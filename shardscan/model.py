@@ -86,6 +86,9 @@ class Finding:
     location: str = ""
     offset: int | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    #: The content `offset` counts in: "" for the object's own bytes, else the path of a
+    #: member whose bytes do not appear as-is in the object (compressed, nested payload).
+    offset_in: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "evidence", _frozen(self.evidence))
@@ -94,12 +97,19 @@ class Finding:
         return (self.rule_id, self.location, -1 if self.offset is None else self.offset, self.message)
 
     def within(self, member: str, base_offset: int | None = None) -> Finding:
-        """The same finding seen from the container that holds `member`."""
+        """The same finding seen from the container that holds `member`.
+
+        `base_offset` is where the member's bytes start in the container when they are stored
+        as-is; without it the offset stays relative to the member's own content.
+        """
         location = f"{member}/{self.location}" if self.location else member
-        offset = self.offset
-        if base_offset is not None and offset is not None:
-            offset += base_offset
-        return replace(self, location=location, offset=offset)
+        offset, offset_in = self.offset, self.offset_in
+        if offset is not None:
+            if base_offset is not None:
+                offset += base_offset
+            else:
+                offset_in = f"{member}/{offset_in}" if offset_in else member
+        return replace(self, location=location, offset=offset, offset_in=offset_in)
 
     def with_severity(self, severity: Severity) -> Finding:
         return replace(self, severity=severity)

@@ -139,7 +139,7 @@ TOP_KEYS = ["schema_version", "tool", "policy_version", "started", "duration_s",
 SUMMARY_KEYS = ["objects", "scanned", "errors", "skipped", "findings_by_severity", "exit_code"]
 FILE_KEYS = ["path", "size", "format", "status", "error", "duration_s", "findings_count"]
 FINDING_KEYS = ["path", "rule_id", "severity", "title", "message", "why", "scanner", "location",
-                "offset", "evidence"]
+                "offset", "offset_in", "evidence"]
 
 
 def test_json_has_the_documented_keys_in_order():

@@ -552,3 +552,37 @@ def test_real_benign_checkpoint_is_clean(path):
         # scanner reaches them correctly and the pickle policy has yet to allowlist them.
         pytest.xfail("policy: torch.jit._pickle builders not allowlisted yet")
     assert not bad
+
+
+def test_timeout_keeps_members_already_found(tmp_path):
+    import zipfile
+
+    from shardscan.pipeline.runner import Runner, ScanOptions
+
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("evil.pkl", b"\x80\x02cposix\nsystem\nX\n\x00\x00\x00echo pwned\x85R.")
+        for i in range(3000):
+            zf.writestr(f"m{i}.pkl", b"\x80\x04K\x01." * 200)
+    run = Runner(ScanOptions(timeout=0.05)).run([str(path)])
+    obj = run.objects[0]
+    assert any(f.rule_id == "PKL102" and f.location == "evil.pkl" for f in obj.findings)
+    assert obj.status == "error" and "timed out" in obj.error
+    assert run.exit_code == 1
+
+
+def test_offsets_say_what_they_count_in(tmp_path):
+    import zipfile
+
+    from shardscan.pipeline.runner import Runner, ScanOptions
+
+    payload = b"\x80\x02cposix\nsystem\nX\n\x00\x00\x00echo pwned\x85R."
+    for method, stored in ((zipfile.ZIP_STORED, True), (zipfile.ZIP_DEFLATED, False)):
+        path = tmp_path / f"m{method}.zip"
+        with zipfile.ZipFile(path, "w", method) as zf:
+            zf.writestr("a.pkl", payload)
+        (f,) = [f for f in Runner(ScanOptions()).run([str(path)]).objects[0].findings if f.rule_id == "PKL102"]
+        if stored:  # an offset in the archive file, pointing at the GLOBAL opcode
+            assert f.offset_in == "" and path.read_bytes()[f.offset:f.offset + 7] == b"cposix\n"
+        else:
+            assert f.offset_in == "a.pkl" and f.offset == 2

@@ -74,7 +74,7 @@ def _report_to(report: ObjectReport) -> dict[str, Any]:
         "findings": [
             {"rule_id": f.rule_id, "severity": int(f.severity), "scanner_id": f.scanner_id,
              "message": f.message, "location": f.location, "offset": f.offset,
-             "evidence": dict(f.evidence)}
+             "evidence": dict(f.evidence), "offset_in": f.offset_in}
             for f in report.findings
         ],
     }
@@ -83,5 +83,5 @@ def _report_to(report: ObjectReport) -> dict[str, Any]:
 def _report_from(data: dict[str, Any], ref: ObjectRef) -> ObjectReport:
     findings = [Finding(rule_id=f["rule_id"], severity=Severity(f["severity"]), scanner_id=f["scanner_id"],
                         message=f["message"], location=f["location"], offset=f["offset"],
-                        evidence=f["evidence"]) for f in data["findings"]]
+                        evidence=f["evidence"], offset_in=f["offset_in"]) for f in data["findings"]]
     return ObjectReport(ref, data["format"], Status.SCANNED, findings, scanners=tuple(data["scanners"]))

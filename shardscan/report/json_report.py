@@ -71,6 +71,7 @@ def _finding(obj: ObjectReport, finding: Finding) -> dict[str, Any]:
         "scanner": finding.scanner_id,
         "location": finding.location or None,
         "offset": finding.offset,
+        "offset_in": finding.offset_in or None,
         "evidence": plain(finding.evidence),
     }
 

@@ -156,7 +156,7 @@ def _result(obj: ObjectReport, finding: Finding, rule_index: dict[str, int],
     physical: dict[str, Any] = {"artifactLocation": _artifact_location(obj.object.uri, artifact_index)}
     location: dict[str, Any] = {"physicalLocation": physical}
     message = finding.message
-    if finding.offset is not None:
+    if finding.offset is not None and not finding.offset_in:
         physical["region"] = {"byteOffset": finding.offset, "byteLength": 1}
     if finding.location:
         location["logicalLocations"] = [{"fullyQualifiedName": finding.location, "kind": "member"}]

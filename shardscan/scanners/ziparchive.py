@@ -27,7 +27,7 @@ from typing import Any
 
 from shardscan.model import Finding, Severity, Unit, UnitResult
 from shardscan.scanners import detect as fmt
-from shardscan.scanners.base import FormatError, ScanContext, Scanner, finding
+from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeout, finding
 from shardscan.scanners.pickle.scanner import PickleScanner
 from shardscan.scanners.pickle.stream import scan_pickle_range
 from shardscan.scanners.pickle.values import Global, Persistent
@@ -517,8 +517,12 @@ class ZipScanner(Scanner):
                                                offset=origin))
             return result
         walk = _ArchiveWalk(self.id, reader, ctx, directory)
-        walk.run()
-        result = UnitResult(walk.findings, formats=walk.formats)
+        result = UnitResult(formats=walk.formats)
+        try:
+            walk.run()
+        except ScanTimeout:
+            result.error = "timed out"  # members already inspected keep their findings
+        result.findings = walk.findings
         if origin:
             result.findings = [f if f.offset is None else replace(f, offset=f.offset + origin)
                                for f in result.findings]
