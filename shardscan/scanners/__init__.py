@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from shardscan.scanners.base import Scanner
+from shardscan.scanners.compressed import CompressedScanner
+from shardscan.scanners.npy import NpyScanner
 from shardscan.scanners.pickle.scanner import PickleScanner
+from shardscan.scanners.sevenzip import SevenZipScanner
+from shardscan.scanners.tararchive import TarScanner
 from shardscan.scanners.unanalysed import UnanalysedScanner
+from shardscan.scanners.ziparchive import ZipScanner
 
 SCANNERS: tuple[type[Scanner], ...] = (
     PickleScanner,
     UnanalysedScanner,
+    ZipScanner,
+    NpyScanner,
+    CompressedScanner,
+    TarScanner,
+    SevenZipScanner,
 )
 
 

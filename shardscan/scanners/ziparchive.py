@@ -524,7 +524,7 @@ class ZipScanner(Scanner):
             result.error = "timed out"  # members already inspected keep their findings
         result.findings = walk.findings
         if origin:
-            result.findings = [f if f.offset is None else replace(f, offset=f.offset + origin)
+            result.findings = [f if f.offset is None or f.offset_in else replace(f, offset=f.offset + origin)
                                for f in result.findings]
         return result
 
