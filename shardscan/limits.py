@@ -33,7 +33,7 @@ class Limits:
     #: Largest payload decoded (base64, hex, zlib...) to look inside it.
     max_decoded_payload: int = 64 * MiB
     #: Longest protocol-0 text line (GLOBAL, INT, STRING...).
-    max_pickle_line: int = 64 * KiB
+    max_pickle_line: int = 1 * MiB
     #: Pickles inside pickles (loads of embedded bytes), and pickles stacked in one stream.
     max_nested_pickle_depth: int = 4
     max_pickles_per_stream: int = 64

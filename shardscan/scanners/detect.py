@@ -48,6 +48,7 @@ MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xfd7zXZ\x00", XZ),
     (0, b"\x28\xb5\x2f\xfd", ZSTD),
     (0, b"\x04\x22\x4d\x18", LZ4),
+    (0, b"ZF0x", ZLIB),               # joblib < 0.10: "ZF" + hex length, then a zlib stream
     (0, b"\x93NUMPY", NPY),
     (0, b"\x89HDF\r\n\x1a\n", HDF5),
     (0, b"GGUF", GGUF),
