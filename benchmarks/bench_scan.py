@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inputs import numpy_pickle, tiny_pickle, torch_zip  # noqa: E402
+from inputs import numpy_pickle, tiny_pickle, torch_zip
 
 RAW_READ = """
 import sys
@@ -81,13 +81,13 @@ def main() -> None:
     if not pkl.exists():
         numpy_pickle(pkl, int(args.pickle_mb * 1e6))
     raw_cmd = [sys.executable, "-c", RAW_READ]
-    row("pickle of 1000 NumPy arrays", pkl.stat().st_size, measure(scan_cmd(pkl)), measure(raw_cmd + [str(pkl)]))
+    row("pickle of 1000 NumPy arrays", pkl.stat().st_size, measure(scan_cmd(pkl)), measure([*raw_cmd, str(pkl)]))
 
     tz = work / "checkpoint.pt"
     if not tz.exists():
         torch_zip(tz, int(args.torch_gb * (1 << 30)))
-    measure(raw_cmd + [str(tz)], repeat=1)  # warm the page cache
-    row("PyTorch zip checkpoint", tz.stat().st_size, measure(scan_cmd(tz)), measure(raw_cmd + [str(tz)]))
+    measure([*raw_cmd, str(tz)], repeat=1)  # warm the page cache
+    row("PyTorch zip checkpoint", tz.stat().st_size, measure(scan_cmd(tz)), measure([*raw_cmd, str(tz)]))
 
 
 if __name__ == "__main__":

@@ -39,3 +39,23 @@ def test_same_bytes_same_findings(scan_bytes):
     first = [(f.key(), f.severity) for f in scan_bytes(data, "a.pkl").findings]
     second = [(f.key(), f.severity) for f in scan_bytes(data, "b.pkl").findings]
     assert first == second and first
+
+
+def test_getattr_of_a_global_by_literal_name_is_judged_as_that_name(scan_bytes):
+    from tests.samples import p4, sbu, sglob
+
+    # pandas 3 pickles time zones as getattr(zoneinfo.ZoneInfo, "_unpickle")(key, 1).
+    benign = p4(sglob("builtins", "getattr") + sglob("zoneinfo", "ZoneInfo") + sbu("_unpickle") + b"\x86R"
+                + sbu("UTC") + b"K\x01\x86R")
+    assert [f.severity for f in scan_bytes(benign).findings if f.severity >= Severity.WARNING] == []
+    evil = p4(sglob("builtins", "getattr") + sglob("subprocess", "Popen") + sbu("communicate") + b"\x86R")
+    assert "PKL102" in {f.rule_id for f in scan_bytes(evil).findings}
+    dunder = p4(sglob("builtins", "getattr") + sglob("zoneinfo", "ZoneInfo") + sbu("__init_subclass__") + b"\x86R")
+    assert "PKL103" in {f.rule_id for f in scan_bytes(dunder).findings}
+
+
+def test_package_attribute_reaches_submodule_denylist(scan_bytes):
+    from tests.samples import CMD, p4, sbu, sglob
+
+    report = scan_bytes(p4(sglob("torch", "utils.collect_env.run") + sbu(CMD) + b"\x85R"))
+    assert "PKL111" in {f.rule_id for f in report.findings}

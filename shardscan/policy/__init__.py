@@ -131,7 +131,9 @@ class PicklePolicy:
         yield module, name
         parts = name.split(".")
         for i in range(1, len(parts)):
-            yield self.canonical_module(".".join(parts[:i])), ".".join(parts[i:])
+            prefix, rest = ".".join(parts[:i]), ".".join(parts[i:])
+            yield self.canonical_module(f"{module}.{prefix}"), rest  # a submodule: torch + hub.load
+            yield self.canonical_module(prefix), rest  # a re-exported module: pathlib + os.system
 
     def _judge_one(self, module: str, name: str) -> Verdict:
         capability = self._deny.match(module, name, attributes=True)

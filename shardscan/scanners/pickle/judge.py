@@ -49,6 +49,8 @@ def judge(facts: Facts, ctx: ScanContext, scanner_id: str) -> list[Finding]:
         if verdict.kind == "deny":
             if policy.role("builders", module, name) is not None:
                 continue  # judged by what happens to the code object it builds
+            if uses == ["attribute"]:
+                continue  # only getattr(<global>, "<name>"): the resulting global is judged
             resolved = f"{verdict.module}.{verdict.name}"
             via = "" if resolved == f"{module}.{name}" else f" (resolves to {resolved})"
             out.append(finding(

@@ -729,6 +729,9 @@ class PickleMachine:
                 self.inconsistent(off, f"{opcode} calls a {type(func).__name__}")
             return Made(func, args, off, "call")
 
+        attribute = self._literal_getattr(func, args, off)
+        if attribute is not None:
+            return attribute
         if self.role("reconstructors", func) is not None:
             func.uses.add("call")
             if isinstance(args, tuple) and args:
@@ -756,6 +759,18 @@ class PickleMachine:
         self._forward(args, off, forwarder=self.role("forwarders", func) is not None)
         self._scan_arguments(func, args, off)
         return Made(func, args, off, "call")
+
+    def _literal_getattr(self, func: Global, args: Any, off: int) -> Global | None:
+        """`getattr(<global>, "<name>")` is how protocol 2 pickles bound methods and nested
+        names (`zoneinfo.ZoneInfo._unpickle`): judge it as the global `<global>.<name>`.
+        Dunder names and computed objects stay a getattr call, judged as import machinery."""
+        if self.policy is None or (self.policy.canonical_module(func.module), func.name) != ("builtins", "getattr"):
+            return None
+        if not (isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], Global)
+                and isinstance(args[1], str) and args[1].isidentifier() and not args[1].startswith("__")):
+            return None
+        func.uses.add("attribute")
+        return self.make_global(args[0].module, f"{args[0].name}.{args[1]}", off, "getattr")
 
     def _forward(self, args: Any, off: int, *, forwarder: bool) -> None:
         """Callables handed to a forwarder (map, atexit.register, Thread(target=)) are called."""
