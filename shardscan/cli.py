@@ -452,11 +452,11 @@ def _list_scanners(args: argparse.Namespace) -> int:
     scanners = sorted(registry().values(), key=lambda s: s.id)
     if args.format == "json":
         data = [{"id": s.id, "version": s.version, "formats": list(s.formats),
-                 "description": s.description} for s in scanners]
+                 "description": s.load().description} for s in scanners]
         _write_stdout(json.dumps(data, indent=2) + "\n")
     else:
         rows = [("ID", "VERSION", "FORMATS", "DESCRIPTION")]
-        rows += [(s.id, str(s.version), ",".join(s.formats), s.description) for s in scanners]
+        rows += [(s.id, str(s.version), ",".join(s.formats), s.load().description) for s in scanners]
         _write_stdout(_table(rows))
     return EXIT_CLEAN
 

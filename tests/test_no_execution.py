@@ -12,7 +12,10 @@ from tests.samples import ATTACKS, bu, call1, glob, p4, sbu, sglob
 SCRIPT = r"""
 import json, sys
 from shardscan.pipeline.runner import Runner, ScanOptions
+from shardscan.scanners import SCANNERS
 runner = Runner(ScanOptions())
+for entry in SCANNERS:  # shardscan's own imports happen before the snapshot
+    entry.load()
 before = set(sys.modules)
 run = runner.run([sys.argv[1]])
 print(json.dumps({"before": sorted(before), "after": sorted(sys.modules),

@@ -18,8 +18,8 @@ from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status, U
 from shardscan.pipeline.cache import ResultCache
 from shardscan.policy import load_policy
 from shardscan.rules import STRICT_SEVERITY
-from shardscan.scanners import registry
-from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, matches_blacklist
+from shardscan.scanners import ScannerEntry, registry
+from shardscan.scanners.base import ScanContext, ScanTimeout, finding, matches_blacklist
 from shardscan.scanners.detect import HEAD_BYTES, TAIL_BYTES, Detection, detect
 from shardscan.storage.local import ListingError, list_local
 from shardscan.storage.reader import LocalReader, RangeReader
@@ -67,7 +67,7 @@ class Runner:
         for wanted in (options.scanners or frozenset()) | options.exclude:
             if wanted not in all_scanners:
                 raise ValueError(f"unknown scanner {wanted!r}; see --list-scanners")
-        self.scanners: dict[str, Scanner] = {}
+        self.scanners: dict[str, ScannerEntry] = {}
         for scanner in all_scanners.values():
             if options.scanners is not None and scanner.id not in options.scanners:
                 continue
@@ -105,12 +105,13 @@ class Runner:
                     offset=0, formats=",".join(detection.formats)))
             ref = ObjectRef(uri=name, size=reader.size)
             for fmt in detection.formats:
-                scanner = self.scanners.get(fmt)
-                if scanner is None:
+                entry = self.scanners.get(fmt)
+                if entry is None:
                     result.findings.append(finding("FMT002", PIPELINE_ID,
                                                    f"no enabled scanner analyses {fmt} content",
                                                    offset=0, format=fmt))
                     continue
+                scanner = entry.load()
                 unit = Unit(ref, scanner.id, 0, reader.size,
                             {"format": fmt, "protocol": detection.protocol, "depth": ctx.depth})
                 try:

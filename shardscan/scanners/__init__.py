@@ -1,37 +1,63 @@
-"""Scanners, one per format family, registered here explicitly and in one place."""
+"""Scanners, one per format family, registered here explicitly and in one place.
+
+The table is data, so start-up imports no scanner: a scanner module is imported the first
+time content of one of its formats is met. A scanner's `version` enters the policy version
+that keys cached results: bump it when its findings may change.
+"""
 
 from __future__ import annotations
 
-from shardscan.scanners.base import Scanner
-from shardscan.scanners.compressed import CompressedScanner
-from shardscan.scanners.npy import NpyScanner
-from shardscan.scanners.pickle.scanner import PickleScanner
-from shardscan.scanners.sevenzip import SevenZipScanner
-from shardscan.scanners.tararchive import TarScanner
-from shardscan.scanners.unanalysed import UnanalysedScanner
-from shardscan.scanners.ziparchive import ZipScanner
+from dataclasses import dataclass
+from functools import cache
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-SCANNERS: tuple[type[Scanner], ...] = (
-    PickleScanner,
-    UnanalysedScanner,
-    ZipScanner,
-    NpyScanner,
-    CompressedScanner,
-    TarScanner,
-    SevenZipScanner,
+from shardscan.scanners import detect as fmt
+
+if TYPE_CHECKING:
+    from shardscan.scanners.base import Scanner
+
+
+@dataclass(frozen=True, slots=True)
+class ScannerEntry:
+    id: str
+    version: int
+    formats: tuple[str, ...]
+    #: "module:Class"
+    target: str
+
+    def load(self) -> Scanner:
+        return _instance(self.target)
+
+
+@cache
+def _instance(target: str) -> Scanner:
+    module, _, name = target.partition(":")
+    return getattr(import_module(module), name)()
+
+
+SCANNERS: tuple[ScannerEntry, ...] = (
+    ScannerEntry("pickle", 1, (fmt.PICKLE,), "shardscan.scanners.pickle.scanner:PickleScanner"),
+    ScannerEntry("zip", 1, (fmt.ZIP,), "shardscan.scanners.ziparchive:ZipScanner"),
+    ScannerEntry("npy", 1, (fmt.NPY,), "shardscan.scanners.npy:NpyScanner"),
+    ScannerEntry("compressed", 1, fmt.COMPRESSED_STREAMS, "shardscan.scanners.compressed:CompressedScanner"),
+    ScannerEntry("tar", 1, (fmt.TAR,), "shardscan.scanners.tararchive:TarScanner"),
+    ScannerEntry("7z", 1, (fmt.SEVENZ,), "shardscan.scanners.sevenzip:SevenZipScanner"),
+    ScannerEntry("unanalysed", 1, (fmt.EMPTY, fmt.UNKNOWN, *fmt.NOT_ANALYSED, *fmt.EXECUTABLES),
+                 "shardscan.scanners.unanalysed:UnanalysedScanner"),
 )
 
 
-def registry() -> dict[str, Scanner]:
-    """Scanner instances by id; a duplicate id or format is a programming error."""
-    out: dict[str, Scanner] = {}
+def registry() -> dict[str, ScannerEntry]:
+    """Entries by id; a duplicate id or format is a programming error."""
+    out: dict[str, ScannerEntry] = {}
     formats: set[str] = set()
-    for cls in SCANNERS:
-        if cls.id in out:
-            raise ValueError(f"duplicate scanner id {cls.id}")
-        overlap = formats & set(cls.formats)
+    for entry in SCANNERS:
+        if entry.id in out:
+            raise ValueError(f"duplicate scanner id {entry.id}")
+        overlap = formats & set(entry.formats)
         if overlap:
             raise ValueError(f"formats {sorted(overlap)} claimed twice")
-        formats |= set(cls.formats)
-        out[cls.id] = cls()
+        formats |= set(entry.formats)
+        out[entry.id] = entry
     return out

@@ -68,13 +68,11 @@ def finding(rule_id: str, scanner_id: str, message: str, *, offset: int | None =
 
 
 class Scanner:
-    """Base of every scanner: an id, a version that enters the policy version, the formats it
-    handles, and a pure `scan`."""
+    """Base of every scanner: its id (as registered in `scanners.SCANNERS`, with its version
+    and formats) and a pure `scan`."""
 
     id: ClassVar[str]
-    version: ClassVar[int] = 1
     description: ClassVar[str] = ""
-    formats: ClassVar[tuple[str, ...]] = ()
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         raise NotImplementedError

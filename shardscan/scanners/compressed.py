@@ -465,17 +465,15 @@ def expand(format_id: str, reader: RangeReader, ctx: ScanContext, out: Expansion
 
 class CompressedScanner(Scanner):
     id = "compressed"
-    version = 1
     description = ("Single-stream compression (gzip, bzip2, xz, lzma, zlib, zstd, lz4): "
                    "compressed joblib, .pt.gz, .tar.gz")
-    formats = (fmt.GZIP, fmt.BZIP2, fmt.XZ, fmt.LZMA, fmt.ZLIB, fmt.ZSTD, fmt.LZ4)
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         """Findings about the stream itself (CNT107, CNT112, FMT005) count offsets in the
         compressed bytes; findings in the content are located at the member and count in
         its expanded bytes (`offset_in`)."""
         format_id = str(unit.context.get("format", ""))
-        if format_id not in self.formats:
+        if format_id not in fmt.COMPRESSED_STREAMS:
             return UnitResult(error=f"compressed scanner given {format_id or 'no'} format")
         origin = unit.start
         if origin or unit.end != reader.size:

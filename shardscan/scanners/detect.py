@@ -37,6 +37,12 @@ TEXT = "text"
 EMPTY = "empty"
 UNKNOWN = "unknown"
 
+#: Single compressed streams (one member inside).
+COMPRESSED_STREAMS = (GZIP, BZIP2, XZ, LZMA, ZLIB, ZSTD, LZ4)
+#: Formats recognised but not analysed by this version.
+NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, ONNX, TEXT)
+EXECUTABLES = (ELF, PE, MACHO)
+
 #: (offset, magic, format), checked in order. One row per signature.
 MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"PK\x03\x04", ZIP),

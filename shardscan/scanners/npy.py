@@ -192,9 +192,7 @@ def _count(shape: Any) -> int:
 
 class NpyScanner(Scanner):
     id = "npy"
-    version = 1
     description = "NumPy .npy arrays: header checks, and the pickle inside object arrays"
-    formats = (fmt.NPY,)
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         start, end = unit.start, unit.end

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shardscan.model import Finding, Unit, UnitResult
-from shardscan.scanners import detect as fmt
 from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding
 from shardscan.scanners.tararchive import link_escape, normalised, path_escape
 from shardscan.storage.reader import RangeReader, SliceReader
@@ -195,9 +194,7 @@ def _member_chunks(bridge: _Bridge, thread: threading.Thread, walk: _Walk, key: 
 
 class SevenZipScanner(Scanner):
     id = "7z"
-    version = 1
     description = "7z archives (nullifAI-style 7z-wrapped checkpoints), read in memory with py7zr"
-    formats = (fmt.SEVENZ,)
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         """Member findings are located at the member and count offsets in its expanded bytes

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from shardscan.model import Finding, Unit, UnitResult
-from shardscan.scanners import detect as fmt
 from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding
 from shardscan.storage.reader import RangeReader, SliceReader
 
@@ -281,9 +280,7 @@ class _Checks:
 
 class TarScanner(Scanner):
     id = "tar"
-    version = 1
     description = "Tar archives (.tar, .tar.gz via gzip, .nemo, legacy PyTorch tar checkpoints)"
-    formats = (fmt.TAR,)
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         origin = unit.start

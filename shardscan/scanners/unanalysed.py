@@ -11,21 +11,16 @@ from shardscan.scanners import detect as fmt
 from shardscan.scanners.base import ScanContext, Scanner, finding
 from shardscan.storage.reader import RangeReader
 
-RECOGNISED = (fmt.HDF5, fmt.SAFETENSORS, fmt.GGUF, fmt.ONNX, fmt.TEXT)
-EXECUTABLES = (fmt.ELF, fmt.PE, fmt.MACHO)
-
 
 class UnanalysedScanner(Scanner):
     id = "unanalysed"
-    version = 1
     description = "Reports executables, empty files, unknown content and formats not yet analysed"
-    formats = (fmt.EMPTY, fmt.UNKNOWN, *RECOGNISED, *EXECUTABLES)
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         kind = unit.context.get("format", fmt.UNKNOWN)
         if kind == fmt.EMPTY:
             return UnitResult(error="empty file: nothing to scan")
-        if kind in EXECUTABLES:
+        if kind in fmt.EXECUTABLES:
             return UnitResult([finding("FMT003", self.id, f"{kind.upper()} executable", offset=0,
                                        format=kind)])
         if kind == fmt.UNKNOWN:

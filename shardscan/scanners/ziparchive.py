@@ -494,10 +494,8 @@ class TorchLayout:
 
 class ZipScanner(Scanner):
     id = "zip"
-    version = 1
     description = ("Zip archives (.zip, .npz, .keras), PyTorch zip checkpoints and TorchScript "
                    "archives: every member by content, and the zip tricks loaders tolerate")
-    formats = (fmt.ZIP,)
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         origin = unit.start

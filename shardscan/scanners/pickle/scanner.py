@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from shardscan.model import Unit, UnitResult
 from shardscan.scanners.base import ScanContext, Scanner, finding
-from shardscan.scanners.detect import CODE_FREE_EXTENSIONS, PICKLE, extension
+from shardscan.scanners.detect import CODE_FREE_EXTENSIONS, extension
 from shardscan.scanners.pickle.stream import scan_pickle_range
 from shardscan.storage.reader import RangeReader
 
 
 class PickleScanner(Scanner):
     id = "pickle"
-    version = 1
     description = "Pickle streams (protocols 0-5): joblib, dill, legacy PyTorch, stacked pickles"
-    formats = (PICKLE,)
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         outcome = scan_pickle_range(reader, ctx, self.id, unit.start, unit.end)
