@@ -34,24 +34,52 @@ with open(sys.argv[1], "rb", buffering=0) as f:
 """
 
 
+PEAK = """
+import resource, runpy, sys
+code = 0
+try:
+    sys.argv = sys.argv[1:]
+    if sys.argv[0] == "-m":
+        sys.argv = sys.argv[1:]
+        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    code = exc.code or 0
+sys.stderr.write(f"\\nPEAK_KIB={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+sys.exit(code)
+"""
+
+
 def measure(cmd: list[str], repeat: int = 3) -> tuple[float, float]:
-    """Best wall time in seconds and the peak RSS in MiB of `cmd` over `repeat` runs."""
+    """Best wall time in seconds over `repeat` runs, and the largest peak RSS (MiB) of the
+    command's own process, read by a wrapper inside that process."""
     best = float("inf")
     peak = 0.0
     for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         elapsed = time.perf_counter() - t0
         if proc.returncode not in (0, 1):
             raise SystemExit(f"{cmd} failed ({proc.returncode}): {proc.stderr[-2000:]}")
         best = min(best, elapsed)
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, before / 1024)
+        marker = proc.stderr.rfind("PEAK_KIB=")
+        if marker >= 0:
+            peak = max(peak, int(proc.stderr[marker + 9:].split()[0]) / 1024)
     return best, peak
 
 
+def with_peak(cmd: list[str]) -> list[str]:
+    return [sys.executable, "-c", PEAK, *cmd[1:]]
+
+
 def scan_cmd(path: Path) -> list[str]:
-    return [sys.executable, "-m", "shardscan", "scan", "--quiet", str(path)]
+    return [sys.executable, "-m", "shardscan", "scan", "--quiet", "--no-cache", str(path)]
+
+
+def scan_measure(path: Path) -> tuple[float, float]:
+    """Time without the wrapper, peak memory with it."""
+    return measure(scan_cmd(path))[0], measure(with_peak(scan_cmd(path)), repeat=1)[1]
 
 
 def row(label: str, size: int, scan: tuple[float, float], raw: tuple[float, float]) -> None:
@@ -74,20 +102,21 @@ def main() -> None:
     tiny = tiny_pickle(work / "tiny.pkl")
     python_start = measure([sys.executable, "-c", "pass"], repeat=5)
     tiny_scan = measure(scan_cmd(tiny), repeat=5)
-    print(f"{'start-up, tiny pickle':<28} scan {tiny_scan[0]:.3f} s (peak {tiny_scan[1]:.1f} MiB)"
+    tiny_peak = measure(with_peak(scan_cmd(tiny)), repeat=1)[1]
+    print(f"{'start-up, tiny pickle':<28} scan {tiny_scan[0]:.3f} s (peak {tiny_peak:.1f} MiB)"
           f"  python -c pass {python_start[0]:.3f} s  overhead {tiny_scan[0] - python_start[0]:.3f} s")
 
     pkl = work / "numpy-arrays.pkl"
     if not pkl.exists():
         numpy_pickle(pkl, int(args.pickle_mb * 1e6))
     raw_cmd = [sys.executable, "-c", RAW_READ]
-    row("pickle of 1000 NumPy arrays", pkl.stat().st_size, measure(scan_cmd(pkl)), measure([*raw_cmd, str(pkl)]))
+    row("pickle of 1000 NumPy arrays", pkl.stat().st_size, scan_measure(pkl), measure([*raw_cmd, str(pkl)]))
 
     tz = work / "checkpoint.pt"
     if not tz.exists():
         torch_zip(tz, int(args.torch_gb * (1 << 30)))
     measure([*raw_cmd, str(tz)], repeat=1)  # warm the page cache
-    row("PyTorch zip checkpoint", tz.stat().st_size, measure(scan_cmd(tz)), measure([*raw_cmd, str(tz)]))
+    row("PyTorch zip checkpoint", tz.stat().st_size, scan_measure(tz), measure([*raw_cmd, str(tz)]))
 
 
 if __name__ == "__main__":

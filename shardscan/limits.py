@@ -29,7 +29,7 @@ class Limits:
     #: Largest single literal kept in memory, and all literals kept per stream; beyond either,
     #: a literal becomes an (offset, length) reference read again only if a payload needs it.
     max_inline_literal: int = 1 * MiB
-    max_retained_literals: int = 64 * MiB
+    max_retained_literals: int = 8 * MiB
     #: Largest payload decoded (base64, hex, zlib...) to look inside it.
     max_decoded_payload: int = 64 * MiB
     #: Longest protocol-0 text line (GLOBAL, INT, STRING...).
