@@ -17,7 +17,7 @@ import pytest
 
 from shardscan.limits import Limits, MiB
 from shardscan.model import Severity, Status
-from shardscan.scanners.tararchive import link_escape, path_escape
+from shardscan.scanners.archive_paths import link_escape, path_escape
 
 PAYLOAD = b"\x80\x02cposix\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03."
 

@@ -19,7 +19,8 @@ import pytest
 from shardscan.limits import Limits
 from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
-from shardscan.scanners.ziparchive import STORAGE_ELEMENT_SIZES, escapes, link_escapes
+from shardscan.scanners.archive_paths import link_escape, path_escape
+from shardscan.scanners.ziparchive import STORAGE_ELEMENT_SIZES
 
 #: os.system('echo pwned'), protocol 2 (THREATS.md G1).
 MALICIOUS = b"\x80\x02cposix\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03."
@@ -152,14 +153,14 @@ def test_storage_element_sizes_cover_torch_storage_classes():
     ("/etc/x", True), ("\\windows\\x", True), ("C:\\x.dll", True), ("a\\..\\..\\x", True),
 ])
 def test_escapes(name, bad):
-    assert (escapes(name) is not None) == bad
+    assert (path_escape(name) is not None) == bad
 
 
 def test_link_escapes():
-    assert link_escapes("a/link", "/etc/passwd")
-    assert link_escapes("a/link", "../../etc/passwd")
-    assert not link_escapes("a/b/link", "../c")
-    assert not link_escapes("a/link", "sibling")
+    assert link_escape("a/link", "/etc/passwd", hard=False)
+    assert link_escape("a/link", "../../etc/passwd", hard=False)
+    assert not link_escape("a/b/link", "../c", hard=False)
+    assert not link_escape("a/link", "sibling", hard=False)
 
 
 # --- C1-C5: the torch zip and the zip tricks miniz tolerates ---------------------------------

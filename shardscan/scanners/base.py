@@ -91,3 +91,20 @@ def matches_blacklist(text: str, patterns: tuple[str, ...]) -> bool:
         if (any(ch in p for ch in "*?[") and fnmatchcase(lowered, p)) or p in lowered:
             return True
     return False
+
+
+def unit_view(unit: Unit, reader: RangeReader) -> RangeReader:
+    """The unit's byte range as a reader of its own, so a scanner counts offsets from 0."""
+    from shardscan.storage.reader import SliceReader
+
+    if unit.start or unit.end != reader.size:
+        return SliceReader(reader, unit.start, unit.end - unit.start)
+    return reader
+
+
+def rebase(findings: list[Finding], origin: int) -> list[Finding]:
+    """Findings counted in a unit's view, moved to object offsets (those counted inside an
+    expanded member keep their own origin)."""
+    if not origin:
+        return findings
+    return [f if f.offset is None or f.offset_in else replace(f, offset=f.offset + origin) for f in findings]

@@ -14,13 +14,13 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from shardscan.model import Finding, Unit, UnitResult
 from shardscan.scanners import detect as fmt
-from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding
-from shardscan.storage.reader import RangeReader, ReaderStream, SliceReader
+from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
+from shardscan.storage.reader import RangeReader, ReaderStream
 from shardscan.storage.spool import spool
 
 #: Name suffixes the expanded member loses (`model.pkl.gz` holds `model.pkl`), and what the
@@ -476,16 +476,13 @@ class CompressedScanner(Scanner):
         if format_id not in fmt.COMPRESSED_STREAMS:
             return UnitResult(error=f"compressed scanner given {format_id or 'no'} format")
         origin = unit.start
-        if origin or unit.end != reader.size:
-            reader = SliceReader(reader, unit.start, unit.end - unit.start)
+        reader = unit_view(unit, reader)
         result = UnitResult()
         try:
             self._expand_and_scan(format_id, member_name(unit.object.name), reader, ctx, result)
         except ScanTimeout:
             result.error = "timed out"     # what was found before the deadline is kept
-        if origin:
-            result.findings = [f if f.offset is None or f.offset_in else replace(f, offset=f.offset + origin)
-                               for f in result.findings]
+        result.findings = rebase(result.findings, origin)
         return result
 
     def _expand_and_scan(self, format_id: str, name: str, reader: RangeReader, ctx: ScanContext,

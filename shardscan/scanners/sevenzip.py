@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shardscan.model import Finding, Unit, UnitResult
-from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding
-from shardscan.scanners.tararchive import link_escape, normalised, path_escape
-from shardscan.storage.reader import RangeReader, SliceReader
+from shardscan.scanners.archive_paths import link_escape, normalised, path_escape
+from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, unit_view
+from shardscan.storage.reader import RangeReader
 from shardscan.storage.spool import Spooled, spool
 
 #: Chunks in flight between py7zr's thread and the scan: enough to overlap the two. A chunk is
@@ -205,8 +205,7 @@ class SevenZipScanner(Scanner):
         except ImportError:   # a dependency, but a broken install is reported, not raised
             return UnitResult([finding("FMT005", self.id, "py7zr is not installed: 7z not inspected",
                                        offset=0)], error="py7zr missing (pip install 'py7zr')")
-        if unit.start or unit.end != reader.size:
-            reader = SliceReader(reader, unit.start, unit.end - unit.start)
+        reader = unit_view(unit, reader)
         result = UnitResult()
         try:
             archive = py7zr.SevenZipFile(ReaderFile(reader), "r")

@@ -11,13 +11,12 @@ copied or extracted. Names and link targets are checked for what extraction woul
 
 from __future__ import annotations
 
-import posixpath
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from shardscan.model import Finding, Unit, UnitResult
-from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding
+from shardscan.scanners.archive_paths import link_escape, normalised, path_escape
+from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
 from shardscan.storage.reader import RangeReader, SliceReader
 
 BLOCK = 512
@@ -36,51 +35,6 @@ META = frozenset({PAX_MEMBER, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK})
 
 _CHECKSUM_START = frozenset(b" 01234567")
 _HIGH_BYTES = bytes(range(128, 256))
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def path_escape(name: str) -> str | None:
-    """Why extracting a member called `name` writes outside the target directory, or None.
-
-    Backslashes count as separators: Windows extractors split on them.
-    """
-    path = name.replace("\\", "/")
-    if path.startswith("/"):
-        return "absolute path"
-    if _DRIVE.match(path):
-        return "drive-qualified path"
-    depth = 0
-    for part in path.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return "'..' leads above the extraction directory"
-        elif part not in ("", "."):
-            depth += 1
-    return None
-
-
-def link_escape(name: str, target: str, *, hard: bool) -> str | None:
-    """Why a link member `name` -> `target` reaches outside the archive, or None.
-
-    A symbolic link resolves from the directory that holds it; a hard link names another
-    member, relative to the extraction directory.
-    """
-    path = target.replace("\\", "/")
-    if not path:
-        return None
-    if path.startswith("/") or _DRIVE.match(path):
-        return f"link target {target!r} is absolute"
-    base = "" if hard else posixpath.dirname(name.replace("\\", "/"))
-    if path_escape(posixpath.join(base, path) if base else path) is not None:
-        return f"link target {target!r} resolves outside the archive"
-    return None
-
-
-def normalised(name: str) -> str:
-    """The path extraction would write for `name`, for spotting duplicates."""
-    path = posixpath.normpath(name.replace("\\", "/").lstrip("/"))
-    return "" if path == "." else path
 
 
 @dataclass(slots=True)
@@ -284,8 +238,7 @@ class TarScanner(Scanner):
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         origin = unit.start
-        if origin or unit.end != reader.size:
-            reader = SliceReader(reader, unit.start, unit.end - unit.start)
+        reader = unit_view(unit, reader)
         result = UnitResult()
         checks = _Checks()
         try:
@@ -293,9 +246,7 @@ class TarScanner(Scanner):
         except ScanTimeout:
             result.error = "timed out"     # members already inspected keep their findings
         result.formats = checks.formats
-        if origin:
-            result.findings = [f if f.offset is None or f.offset_in else replace(f, offset=f.offset + origin)
-                               for f in result.findings]
+        result.findings = rebase(result.findings, origin)
         return result
 
     def _walk(self, reader: RangeReader, ctx: ScanContext, checks: _Checks, found: list[Finding]) -> None:

@@ -22,12 +22,13 @@ import lzma
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from shardscan.model import Finding, Severity, Unit, UnitResult
 from shardscan.scanners import detect as fmt
-from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeout, finding
+from shardscan.scanners.archive_paths import link_escape, path_escape
+from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
 from shardscan.scanners.pickle.scanner import PickleScanner
 from shardscan.scanners.pickle.stream import scan_pickle_range
 from shardscan.scanners.pickle.values import Global, Persistent
@@ -425,33 +426,7 @@ class Expansion:
             self.error = f"{METHOD_NAMES[self.method]} stream ends early"
 
 
-# --- Name checks ------------------------------------------------------------------------------
 
-
-def escapes(name: str) -> str | None:
-    """Why extracting `name` writes outside the target directory, or None."""
-    if name.startswith(("/", "\\")):
-        return "absolute path"
-    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
-        return "drive letter"
-    if ".." in name.replace("\\", "/").split("/"):
-        return "parent directory reference"
-    return None
-
-
-def link_escapes(member: str, target: str) -> bool:
-    """Whether a symlink at `member` pointing to `target` resolves outside the archive root."""
-    if escapes(target) in ("absolute path", "drive letter"):
-        return True
-    parts = member.replace("\\", "/").split("/")[:-1]
-    for part in target.replace("\\", "/").split("/"):
-        if part == "..":
-            if not parts:
-                return True
-            parts.pop()
-        elif part not in ("", "."):
-            parts.append(part)
-    return False
 
 
 def _is_pickle_name(name: str) -> bool:
@@ -499,8 +474,7 @@ class ZipScanner(Scanner):
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         origin = unit.start
-        if origin or unit.end != reader.size:
-            reader = SliceReader(reader, unit.start, unit.end - unit.start)
+        reader = unit_view(unit, reader)
         if ctx.depth >= ctx.limits.max_archive_depth:
             return UnitResult([finding(
                 "CNT108", self.id,
@@ -521,9 +495,7 @@ class ZipScanner(Scanner):
         except ScanTimeout:
             result.error = "timed out"  # members already inspected keep their findings
         result.findings = walk.findings
-        if origin:
-            result.findings = [f if f.offset is None or f.offset_in else replace(f, offset=f.offset + origin)
-                               for f in result.findings]
+        result.findings = rebase(result.findings, origin)
         return result
 
 
@@ -605,7 +577,7 @@ class _ArchiveWalk:
             self.note("CNT102", f"general-purpose flags 0x{odd:04x} ({', '.join(bits)}); "
                       "scanned as if absent, as PyTorch reads it", entry,
                       flags=entry.flags, local_flags=entry.local_flags)
-        reasons = {r for r in map(escapes, entry.names) if r}
+        reasons = {r for r in map(path_escape, entry.names) if r}
         if reasons:
             self.note("CNT104", f"member path escapes the extraction directory ({', '.join(sorted(reasons))})",
                       entry, names=" | ".join(entry.names))
@@ -655,7 +627,7 @@ class _ArchiveWalk:
         names = entry.names
         if entry.is_symlink:
             target = _decode_name(data.read(0, MAX_LINK_TARGET), entry.flags)
-            if any(link_escapes(n, target) for n in names):
+            if any(link_escape(n, target, hard=False) for n in names):
                 self.note("CNT105", f"symlink member points outside the archive: {target!r}", entry,
                           target=target)
         if self.torch and not self.torchscript_seen and any(map(self.torch.is_torchscript, names)):
