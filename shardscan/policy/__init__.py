@@ -84,6 +84,7 @@ class _Patterns:
 class PicklePolicy:
     def __init__(self, data: dict) -> None:
         self.version: str = data["version"]
+        self._verdicts: dict[tuple[str, str], Verdict] = {}
         self.aliases: dict[str, str] = dict(data.get("aliases", {}))
         self.traversal_dunders: frozenset[str] = frozenset(data.get("traversal_dunders", ()))
         self.capability_rules: dict[str, str] = {}
@@ -146,6 +147,13 @@ class PicklePolicy:
 
     def judge(self, module: str, name: str) -> Verdict:
         """Deny beats allow; a dotted name is judged at every module it may resolve to."""
+        key = (module, name)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = self._judge(module, name)
+        return verdict
+
+    def _judge(self, module: str, name: str) -> Verdict:
         parts = name.split(".")
         if any(part in self.traversal_dunders for part in parts):
             return Verdict("deny", self.canonical_module(module), name,
