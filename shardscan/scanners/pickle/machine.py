@@ -245,6 +245,7 @@ class PickleMachine:
     def run_one(self) -> Any:
         """Run one pickle to STOP; returns the object it would produce."""
         self.stack, self.metastack, self.memo = [], [], {}
+        self.weights = {}
         self.frame_end = None
         dispatch = self._dispatch
         s = self.s
@@ -435,18 +436,19 @@ class PickleMachine:
     # ----- opcodes: containers -------------------------------------------------------------
 
     def op_EMPTY_LIST(self, off: int) -> None:
-        self.push([])
+        self._push_container([], ())
 
     def op_EMPTY_DICT(self, off: int) -> None:
-        self.push({})
+        self._push_container({}, ())
 
     def op_EMPTY_TUPLE(self, off: int) -> None:
         self.push(())
 
     def op_EMPTY_SET(self, off: int) -> None:
-        self.push(_SymSet())
+        self._push_container(_SymSet(), ())
 
     def _push_container(self, container: Any, items: Any) -> None:
+        self.weights[id(container)] = 1  # a new object: forget whatever had this id before
         self.weigh(container, items)
         self.push(container)
 
