@@ -704,13 +704,17 @@ class PickleMachine:
         if isinstance(cls, Global):
             cls.uses.add("new" if opcode == "NEWOBJ" else "new-ex")
             self._scan_arguments(cls, args, off)
-        elif isinstance(cls, (CodeObject, Nested, Made)):
+        elif isinstance(cls, CodeObject):
+            pass  # an instance of a class rebuilt from bytecode: its methods stay latent
+        elif isinstance(cls, (Nested, Made)):
             return self.call(cls, args, off, opcode)
         elif not isinstance(cls, Extension):
             self.inconsistent(off, f"{opcode} of a {type(cls).__name__}")
         return Made(cls, args, off, "new")
 
     def call(self, func: Any, args: Any, off: int, opcode: str) -> Any:
+        if isinstance(func, CodeObject) and func.factory:
+            return self._build_code(func.builder, args, off)
         if isinstance(func, CodeObject):
             func.called = True
             self.facts.events.append(Event("PKL104", off, "a function built from bytecode is called",
@@ -747,20 +751,25 @@ class PickleMachine:
             return made
         func.uses.add("call")
         builder = self.role("builders", func)
+        if builder == "type-by-name":
+            return CodeObject(func, off, factory=True)
         if builder is not None:
-            code = CodeObject(func, off)
-            absorbed = {id(v) for v in _shallow(args) if isinstance(v, CodeObject)}
-            if absorbed:  # bytecode turned into a function is one latent payload, not two
-                self.facts.code_objects = [c for c in self.facts.code_objects if id(c) not in absorbed]
-            self.facts.code_objects.append(code)
-            self._forward(args, off, forwarder=False)
-            return code
+            return self._build_code(func, args, off)
         if self.role("loaders", func) is not None:
             self._nested(func, args, off)
             return Nested(func, off)
         self._forward(args, off, forwarder=self.role("forwarders", func) is not None)
         self._scan_arguments(func, args, off)
         return Made(func, args, off, "call")
+
+    def _build_code(self, builder: Global, args: Any, off: int) -> CodeObject:
+        code = CodeObject(builder, off)
+        absorbed = {id(v) for v in _shallow(args) if isinstance(v, CodeObject)}
+        if absorbed:  # bytecode turned into a function is one latent payload, not two
+            self.facts.code_objects = [c for c in self.facts.code_objects if id(c) not in absorbed]
+        self.facts.code_objects.append(code)
+        self._forward(args, off, forwarder=False)
+        return code
 
     def _literal_getattr(self, func: Global, args: Any, off: int) -> Global | None:
         """`getattr(<global>, "<name>")` is how protocol 2 pickles bound methods and nested

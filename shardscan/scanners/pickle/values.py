@@ -65,6 +65,9 @@ class CodeObject:
     builder: Global
     offset: int
     called: bool = False
+    #: A type that makes code when called (cloudpickle's `_builtin_type("CodeType")`):
+    #: calling it builds code, it does not run any.
+    factory: bool = False
 
 
 @dataclass(eq=False, slots=True)
