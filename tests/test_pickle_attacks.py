@@ -59,3 +59,11 @@ def test_package_attribute_reaches_submodule_denylist(scan_bytes):
 
     report = scan_bytes(p4(sglob("torch", "utils.collect_env.run") + sbu(CMD) + b"\x85R"))
     assert "PKL111" in {f.rule_id for f in report.findings}
+
+
+def test_crlf_global_is_a_dormant_warning(scan_bytes):
+    from tests.samples import DORMANT_CRLF
+
+    (f,) = [f for f in scan_bytes(DORMANT_CRLF).findings if f.rule_id == "PKL102"]
+    assert f.severity == Severity.WARNING
+    assert "line endings" in f.message

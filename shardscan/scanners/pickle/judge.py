@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shardscan.model import Finding
+from shardscan.model import Finding, Severity
 from shardscan.scanners.base import ScanContext, finding, matches_blacklist
 from shardscan.scanners.pickle.machine import Facts
 from shardscan.scanners.pickle.values import Global
@@ -53,10 +53,13 @@ def judge(facts: Facts, ctx: ScanContext, scanner_id: str) -> list[Finding]:
                 continue  # only getattr(<global>, "<name>"): the resulting global is judged
             resolved = f"{verdict.module}.{verdict.name}"
             via = "" if resolved == f"{module}.{name}" else f" (resolves to {resolved})"
+            dormant = all(g.carriage_return for g in group)
+            note = " once '\\r\\n' line endings become '\\n' (CPython fails on the '\\r' as written)" if dormant else ""
             out.append(finding(
                 verdict.rule_id or "PKL101", scanner_id,
-                f"{first.opcode} references {module}.{name}{via}: {verdict.capability}",
-                offset=first.offset, capability=verdict.capability, **evidence))
+                f"{first.opcode} references {module}.{name}{via}: {verdict.capability}{note}",
+                offset=first.offset, capability=verdict.capability,
+                severity=Severity.WARNING if dormant else None, **evidence))
             continue
         all_uses = set(uses)
         for use_set, rule_id, text in UNKNOWN_USE_RULES:

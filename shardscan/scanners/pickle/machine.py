@@ -590,15 +590,17 @@ class PickleMachine:
     # ----- opcodes: imports and calls --------------------------------------------------------
 
     def make_global(self, module: str, name: str, off: int, opcode: str) -> Global:
+        stray_cr = module.endswith("\r") or name.endswith("\r")
+        module, name = module.rstrip("\r"), name.rstrip("\r")
         verdict = (self.policy.judge(module, name) if self.policy is not None
                    else None)
-        g = Global(module, name, off, opcode, verdict)  # type: ignore[arg-type]
+        g = Global(module, name, off, opcode, verdict, carriage_return=stray_cr)  # type: ignore[arg-type]
         self.facts.globals.append(g)
         return g
 
     def _line_name(self) -> str:
-        # CPython strips only the newline; a stray '\r' (picklescan #26) is judged without it.
-        return self.readline().decode("utf-8", "surrogateescape").rstrip("\r")
+        # CPython strips only the newline; make_global judges a stray '\r' separately.
+        return self.readline().decode("utf-8", "surrogateescape")
 
     def op_GLOBAL(self, off: int) -> None:
         module = self._line_name()

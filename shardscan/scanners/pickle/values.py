@@ -37,6 +37,9 @@ class Global:
     verdict: Verdict
     #: How the stream uses it; the strongest use decides the severity of an unknown global.
     uses: set[str] = field(default_factory=set)
+    #: The text line carried a stray '\r': CPython imports "os\r" and fails, so the global
+    #: only resolves once line endings are normalised (picklescan #26 class).
+    carriage_return: bool = False
 
     @property
     def qualname(self) -> str:
