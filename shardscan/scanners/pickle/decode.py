@@ -160,32 +160,21 @@ def evaluate(kind: str, args: Any, limits: Limits) -> Any:
         return None
 
 
-#: NumPy type characters and their item sizes where the size is not spelled out.
-NUMPY_DEFAULT_SIZES = {"?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8,
-                       "q": 8, "Q": 8, "e": 2, "f": 4, "d": 8, "g": 16, "F": 8, "D": 16,
-                       "G": 32, "O": 8, "M": 8, "m": 8}
-_DTYPE = re.compile(r"^[<>=|]?([a-zA-Z?])(\d*)")
-
-
 def numpy_itemsize(dtype: Any) -> tuple[int | None, bool]:
     """(item size, holds Python objects) of a pickled `numpy.dtype(...)`, from its arguments
     and BUILD state, the way NumPy would compute it."""
+    from shardscan.scanners.numpy_dtypes import DescrError, dtype_of
+
     if not isinstance(dtype, Made) or not isinstance(dtype.args, tuple) or not dtype.args:
         return None, False
-    spec = value_of(dtype.args[0])
-    if not isinstance(spec, str):
+    try:
+        parsed = dtype_of(value_of(dtype.args[0]))
+    except DescrError:
         return None, False
-    m = _DTYPE.match(spec)
-    if m is None:
-        return None, False
-    kind, digits = m.group(1), m.group(2)
     state = dtype.state
+    itemsize = parsed.itemsize
     if isinstance(state, tuple) and len(state) > 5 and isinstance(state[5], int) and state[5] > 0:
-        elsize = state[5]  # void, structured and flexible types carry their size here
-    elif digits:
-        elsize = int(digits) * (4 if kind == "U" else 1)
-    else:
-        elsize = NUMPY_DEFAULT_SIZES.get(kind, 0)
-    has_object = kind == "O" or (isinstance(state, tuple) and len(state) > 7
-                                 and isinstance(state[7], int) and bool(state[7] & 1))
-    return (elsize or None), has_object
+        itemsize = state[5]  # void, structured and flexible types carry their size here
+    has_object = parsed.has_object or (isinstance(state, tuple) and len(state) > 7
+                                       and isinstance(state[7], int) and bool(state[7] & 1))
+    return (itemsize or None), has_object

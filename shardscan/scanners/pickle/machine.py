@@ -42,7 +42,6 @@ from shardscan.scanners.pickle.values import (
     Extension,
     Global,
     Made,
-    Mark,
     Nested,
     Persistent,
 )
@@ -102,7 +101,6 @@ class Facts:
     pickles: int = 0
     opcodes: int = 0
     frame_straddled: bool = False
-    end: int = 0
 
 
 class PickleMachine:
@@ -118,7 +116,6 @@ class PickleMachine:
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
         self.frame_end: int | None = None
-        self.proto = 0
         self._inconsistent = 0
         self.retained = 0
         #: Elements a container stands for once memo references are expanded (billion laughs).
@@ -273,7 +270,6 @@ class PickleMachine:
         proto = self.read_struct(U1)
         if proto > 5:
             raise FormatError(f"unsupported pickle protocol {proto}", off)
-        self.proto = proto
 
     def op_FRAME(self, off: int) -> None:
         n = self.read_struct(U8)
@@ -901,4 +897,4 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-__all__ = ["Facts", "LimitExceeded", "Mark", "PickleMachine", "Truncated"]
+__all__ = ["Facts", "LimitExceeded", "PickleMachine", "Truncated"]

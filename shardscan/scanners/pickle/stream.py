@@ -27,9 +27,6 @@ MIN_OPCODES_FOR_BROKEN = 3
 class PickleOutcome:
     findings: list[Finding] = field(default_factory=list)
     persistent: list[Persistent] = field(default_factory=list)
-    results: list[Any] = field(default_factory=list)
-    pickles: int = 0
-    end: int = 0
     #: Set when nothing could be parsed: the range is not a pickle.
     error: str | None = None
     timed_out: bool = False
@@ -106,7 +103,6 @@ def _walk(reader: RangeReader, start: int, end: int | None, ctx: ScanContext, sc
                                  f"{stream.end - stream.tell()} bytes after the last STOP",
                                  offset=stream.tell(), length=stream.end - stream.tell()))
             break
-    facts.end = stream.tell()
     legacy = bool(facts.results) and facts.results[0] == TORCH_LEGACY_MAGIC
     if facts.pickles > 1 and not legacy:
         notes.append(finding("PKL304", scanner_id, f"{facts.pickles} pickles in one stream",
@@ -122,8 +118,7 @@ def scan_pickle_range(reader: RangeReader, ctx: ScanContext, scanner_id: str, st
                       end: int | None = None, *, nested_depth: int = 0) -> PickleOutcome:
     """Scan `[start, end)` of `reader` as a pickle stream."""
     facts, notes, error, timed_out = _walk(reader, start, end, ctx, scanner_id, file_mode=False)
-    outcome = PickleOutcome(persistent=facts.persistent, results=facts.results,
-                            pickles=facts.pickles, end=facts.end, error=error, timed_out=timed_out)
+    outcome = PickleOutcome(persistent=facts.persistent, error=error, timed_out=timed_out)
     findings = judge(facts, ctx, scanner_id) + notes
     if facts.frame_straddled and not timed_out:
         findings.append(finding("PKL302", scanner_id,

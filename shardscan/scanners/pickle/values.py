@@ -14,10 +14,6 @@ from typing import Any
 from shardscan.policy import Verdict
 
 
-class Mark:
-    """The MARK sentinel when it leaks onto the stack of a malformed pickle."""
-
-
 @dataclass(eq=False, slots=True)
 class Blob:
     """A literal too long to keep in memory: where it is, not what it is."""
