@@ -58,6 +58,20 @@ class Limits:
     #: Largest zip central directory read into memory.
     max_zip_directory: int = 256 * MiB
 
+    # -- the pipeline ------------------------------------------------------------------------
+    #: Most bytes of one object a unit covers (`--chunk-size`): what one worker holds at once.
+    chunk_size: int = 64 * MiB
+    #: Small reads against an object store are served from aligned blocks of this size, a few
+    #: kept per open object: one round trip serves a head, a tail or a zip directory.
+    remote_block: int = 1 * MiB
+    remote_blocks: int = 8
+    #: Times a task whose worker died (killed, node lost) is tried again before its objects are
+    #: recorded as errors.
+    max_task_retries: int = 2
+    #: Small objects are batched into one task up to this many, so per-task overhead (about a
+    #: millisecond on Ray) stays small next to the work.
+    max_objects_per_task: int = 256
+
     def __post_init__(self) -> None:
         for f in fields(self):
             if getattr(self, f.name) <= 0:

@@ -44,6 +44,17 @@ class ObjectRef:
     def name(self) -> str:
         return self.uri.rstrip("/").rsplit("/", 1)[-1]
 
+    def fingerprint(self) -> str | None:
+        """What the fingerprint index keys this object by, so an unchanged object is known
+        without reading it: the size and sha256 where the store gives a content hash (the
+        hub's LFS), else the URI, size, ETag and version. None when the store gives no identity.
+        """
+        if self.sha256:
+            return f"sha256:{self.sha256}:{self.size}"
+        if self.etag or self.version:
+            return f"{self.uri}\x00{self.size}\x00{self.etag or ''}\x00{self.version or ''}"
+        return None
+
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
@@ -131,6 +142,9 @@ class Status:
     """Outcome of one object in a scan."""
 
     SCANNED = "scanned"
+    #: Not scanned again: the same content was scanned under the same policy before (or
+    #: earlier in this run); the findings are those of that scan.
+    REUSED = "reused"
     ERROR = "error"
     SKIPPED = "skipped"
 
@@ -146,6 +160,17 @@ class ObjectReport:
     error: str | None = None
     duration_s: float = 0.0
     scanners: tuple[str, ...] = ()
+    #: xxh3-128 over the object's chunk digests and size (see pipeline/hashing.py); None when
+    #: the bytes could not be read.
+    content_hash: str | None = None
+    #: SHA-256 of the whole object, with --sha256.
+    content_sha256: str | None = None
+    #: Bytes fetched from the store for this object in this run (0 for a fingerprint hit).
+    bytes_read: int = 0
+    #: The scan whose findings these are: this run's id when scanned, an earlier one when reused.
+    findings_scan_id: str | None = None
+    #: Every format recognised (the object's own first, then container members).
+    formats: tuple[str, ...] = ()
 
     @property
     def max_severity(self) -> Severity | None:
@@ -173,6 +198,6 @@ class ScanRun:
         nothing was found: a finding wins over an error."""
         if any(f.severity >= FAILING_SEVERITY for f in self.findings):
             return 1
-        if any(obj.status != Status.SCANNED for obj in self.objects):
+        if any(obj.status not in (Status.SCANNED, Status.REUSED) for obj in self.objects):
             return 2
         return 0

@@ -1,20 +1,24 @@
-"""Listing local paths: every file under a directory, not a list of extensions."""
+"""Local files: every file under a directory, not a list of extensions."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from shardscan.model import ObjectRef
+from shardscan.storage.errors import ListingError
+from shardscan.storage.reader import LocalReader
+from shardscan.storage.uri import Location
+
+__all__ = ["ListingError", "list_local", "list_objects", "open_reader"]
 
 
-@dataclass(frozen=True, slots=True)
-class ListingError:
-    """A path that could not be listed or opened; it becomes an object row with an error."""
+def list_objects(location: Location) -> Iterator[ObjectRef | ListingError]:
+    return list_local([location.path])
 
-    uri: str
-    message: str
+
+def open_reader(location: Location, ref: ObjectRef) -> LocalReader:
+    return LocalReader(location.path)
 
 
 def list_local(paths: list[str]) -> Iterator[ObjectRef | ListingError]:
@@ -29,6 +33,11 @@ def list_local(paths: list[str]) -> Iterator[ObjectRef | ListingError]:
             yield _stat(path)
 
 
+def change_token(st: os.stat_result) -> str:
+    """What changes whenever a local file's bytes may have: the local stand-in for an ETag."""
+    return f"{st.st_mtime_ns}-{st.st_ctime_ns}-{st.st_ino}"
+
+
 def _stat(path: str) -> ObjectRef | ListingError:
     try:
         st = os.stat(path)
@@ -36,7 +45,7 @@ def _stat(path: str) -> ObjectRef | ListingError:
         return ListingError(path, exc.strerror or str(exc))
     if not os.path.isfile(path):
         return ListingError(path, "not a regular file")
-    return ObjectRef(uri=path, size=st.st_size)
+    return ObjectRef(uri=path, size=st.st_size, etag=change_token(st))
 
 
 def _walk(root: str) -> Iterator[ObjectRef | ListingError]:

@@ -21,6 +21,20 @@ class RangeReader(Protocol):
         ...
 
 
+@runtime_checkable
+class ClosableReader(RangeReader, Protocol):
+    """A reader that owns a file or connection: used as a context manager. `bytes_read`
+    counts what was actually fetched, for the objects table and the rescan checks."""
+
+    bytes_read: int
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ClosableReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
 class BytesReader:
     """A reader over bytes already in memory (small members, tests)."""
 
@@ -38,11 +52,14 @@ class LocalReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         self.size = os.fstat(self._fd).st_size
+        self.bytes_read = 0
 
     def read(self, offset: int, length: int) -> bytes:
         if length <= 0 or offset >= self.size:
             return b""
-        return os.pread(self._fd, min(length, self.size - offset), offset)
+        data = os.pread(self._fd, min(length, self.size - offset), offset)
+        self.bytes_read += len(data)
+        return data
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -23,6 +23,7 @@ class _TempReader(LocalReader):
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self.size = os.fstat(fd).st_size
+        self.bytes_read = 0
 
 
 @dataclass
