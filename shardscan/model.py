@@ -77,6 +77,9 @@ class Unit:
     def __post_init__(self) -> None:
         object.__setattr__(self, "context", _frozen(self.context))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Unit, (self.object, self.scanner_id, self.start, self.length, dict(self.context)))
+
     @property
     def end(self) -> int:
         return self.object.size if self.length is None else self.start + self.length
@@ -103,6 +106,11 @@ class Finding:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "evidence", _frozen(self.evidence))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Findings cross process boundaries (worker pools, Ray); a mappingproxy cannot.
+        return (Finding, (self.rule_id, self.severity, self.scanner_id, self.message, self.location,
+                          self.offset, dict(self.evidence), self.offset_in))
 
     def key(self) -> tuple[str, str, int, str]:
         return (self.rule_id, self.location, -1 if self.offset is None else self.offset, self.message)
@@ -187,6 +195,9 @@ class ScanRun:
     paths: list[str]
     objects: list[ObjectReport] = field(default_factory=list)
     duration_s: float = 0.0
+    scan_id: str = ""
+    #: Stopped before every object was scanned (Ctrl-C): the objects here are all that finished.
+    interrupted: bool = False
 
     @property
     def findings(self) -> list[Finding]:

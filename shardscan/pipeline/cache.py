@@ -17,7 +17,7 @@ from typing import Any
 
 from shardscan.model import Finding, ObjectRef, ObjectReport, Severity, Status
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
@@ -71,6 +71,8 @@ def _report_to(report: ObjectReport) -> dict[str, Any]:
     return {
         "format": report.format,
         "scanners": list(report.scanners),
+        "formats": list(report.formats),
+        "content_hash": report.content_hash,
         "findings": [
             {"rule_id": f.rule_id, "severity": int(f.severity), "scanner_id": f.scanner_id,
              "message": f.message, "location": f.location, "offset": f.offset,
@@ -84,4 +86,5 @@ def _report_from(data: dict[str, Any], ref: ObjectRef) -> ObjectReport:
     findings = [Finding(rule_id=f["rule_id"], severity=Severity(f["severity"]), scanner_id=f["scanner_id"],
                         message=f["message"], location=f["location"], offset=f["offset"],
                         evidence=f["evidence"], offset_in=f["offset_in"]) for f in data["findings"]]
-    return ObjectReport(ref, data["format"], Status.SCANNED, findings, scanners=tuple(data["scanners"]))
+    return ObjectReport(ref, data["format"], Status.SCANNED, findings, scanners=tuple(data["scanners"]),
+                        formats=tuple(data["formats"]), content_hash=data["content_hash"])

@@ -1,28 +1,25 @@
-"""The sequential runner: list local paths, scan each object, reduce to object reports.
-
-Parallel engines (process pool, Ray) come later and reuse `scan_object`, which is a pure
-function of the object's bytes and the options.
+"""Scanning one object's bytes: detection, the scanners its formats call for, containers
+recursing into their members. `Runner` is what every worker holds (one per process); the
+driver (pipeline/driver.py) decides which objects reach it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
-from shardscan import __version__
 from shardscan.limits import DEFAULT_LIMITS, Limits
-from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status, Unit, UnitResult
+from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Unit, UnitResult
 from shardscan.pipeline.cache import ResultCache
 from shardscan.policy import load_policy
 from shardscan.rules import STRICT_SEVERITY
 from shardscan.scanners import ScannerEntry, registry
 from shardscan.scanners.base import ScanContext, ScanTimeout, finding, matches_blacklist
 from shardscan.scanners.detect import HEAD_BYTES, TAIL_BYTES, Detection, detect
-from shardscan.storage.local import ListingError, list_local
-from shardscan.storage.reader import LocalReader, RangeReader
+from shardscan.storage.errors import ListingError, describe_error
+from shardscan.storage.objects import list_objects, open_reader
+from shardscan.storage.reader import RangeReader
 
 PIPELINE_ID = "pipeline"
 
@@ -131,33 +128,8 @@ class Runner:
             result.error = "; ".join(dict.fromkeys(errors))
         return result
 
-    def scan_object(self, ref: ObjectRef) -> ObjectReport:
-        start = time.monotonic()
-        opts = self.options
-        if opts.max_size is not None and ref.size > opts.max_size:
-            return ObjectReport(ref, "", Status.SKIPPED,
-                                error=f"larger than --max-size ({opts.max_size} bytes)")
-        if self.cache is not None:
-            cached = self.cache.get(ref)
-            if cached is not None:
-                cached.duration_s = time.monotonic() - start
-                return cached
-        deadline = None if not opts.timeout else start + opts.timeout
-        ctx = self.context(deadline)
-        try:
-            with LocalReader(ref.uri) as reader:
-                result = self.scan_content(ref.uri, reader, ctx)
-        except OSError as exc:
-            result = UnitResult(error=exc.strerror or str(exc))
-        findings = self._finalise(result.findings)
-        status = Status.SCANNED if result.error is None else Status.ERROR
-        report = ObjectReport(ref, result.formats[0] if result.formats else "", status, findings,
-                              result.error, time.monotonic() - start)
-        if self.cache is not None:
-            self.cache.put(report)
-        return report
-
-    def _finalise(self, findings: list[Finding]) -> list[Finding]:
+    def finalise(self, findings: list[Finding]) -> list[Finding]:
+        """Strict severities applied, in the canonical order every report shows."""
         if self.options.strict:
             findings = [f if f.rule_id not in STRICT_SEVERITY else
                         replace(f, severity=max(f.severity, STRICT_SEVERITY[f.rule_id]))
@@ -165,29 +137,23 @@ class Runner:
         return sorted(findings, key=lambda f: (-f.severity, f.location, f.offset or 0, f.rule_id, f.message))
 
     def run(self, paths: list[str], on_object: Callable[[ObjectReport], None] | None = None) -> ScanRun:
-        run = ScanRun(tool_version=__version__, policy_version=policy_version(),
-                      started=datetime.now(timezone.utc).isoformat(timespec="seconds"), paths=list(paths))
-        began = time.monotonic()
-        for item in list_local(paths):
-            if isinstance(item, ListingError):
-                report = ObjectReport(ObjectRef(item.uri, 0), "", Status.ERROR, error=item.message)
-            else:
-                report = self.scan_object(item)
-            run.objects.append(report)
-            if on_object is not None:
-                on_object(report)
-        run.duration_s = time.monotonic() - began
-        return run
+        """Scan in this process, one object after another (tests, single files)."""
+        from shardscan.pipeline.driver import Pipeline, PipelineSettings
+        from shardscan.pipeline.engines import InlineEngine
+
+        limits = self.options.limits
+        settings = PipelineSettings(limits.chunk_size, limits.chunk_size)
+        return Pipeline(self.options, InlineEngine(), settings, on_object=on_object).run(paths)
 
 
 def iter_detections(paths: list[str]) -> Iterator[tuple[ObjectRef | ListingError, Detection | None]]:
     """For --dry-run: what would be scanned, reading only each object's head and tail."""
-    for item in list_local(paths):
+    for item in list_objects(paths):
         if isinstance(item, ListingError):
             yield item, None
             continue
         try:
-            with LocalReader(item.uri) as reader:
+            with open_reader(item) as reader:
                 yield item, detect_reader(item.uri, reader)
-        except OSError as exc:
-            yield ListingError(item.uri, exc.strerror or str(exc)), None
+        except Exception as exc:
+            yield ListingError(item.uri, describe_error(exc)), None

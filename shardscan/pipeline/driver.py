@@ -1,0 +1,362 @@
+"""The driver: list, plan, hand tasks to an engine, reduce per object, sink.
+
+Per object the order is fixed:
+
+1. the fingerprint index (store identity + size -> content hash) may already know the
+   object: it is reused without reading a byte;
+2. otherwise its hash blocks are digested, in chunks spread over workers, and reduced in block
+   order into the content hash;
+3. a content hash already scanned under this policy (in the results store, or earlier in this
+   run) is reused; otherwise the object is scanned, and objects with the same content that
+   turn up meanwhile wait for that one scan.
+
+The listing is pulled only as fast as work drains, so a bucket of millions of objects never
+sits in memory, and the in-flight byte budget bounds what workers read at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from shardscan import __version__
+from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status
+from shardscan.pipeline.cache import ResultCache
+from shardscan.pipeline.engines import Engine, TaskOutcome
+from shardscan.pipeline.hashing import HASH_BLOCK, aligned_chunk, block_count, content_hash
+from shardscan.pipeline.runner import ScanOptions, policy_version
+from shardscan.pipeline.tasks import HashWork, ScanWork, Task, Work, WorkResult
+from shardscan.storage.errors import ListingError
+from shardscan.storage.objects import list_objects
+
+
+class Prior(Protocol):
+    scan_id: str
+    n_findings: int
+
+
+class Index(Protocol):
+    """What the driver needs of the results store to skip work (see storage/results.py)."""
+
+    def content_hash_for(self, fingerprint: str) -> str | None: ...
+
+    def scanned(self, content_hash: str) -> Prior | None: ...
+
+    def findings(self, content_hash: str, scan_id: str) -> list[Finding]: ...
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How the work is cut and paced; none of it changes a finding or a hash."""
+
+    chunk_size: int
+    #: Bytes that tasks in flight may read at once (at least one task always runs).
+    max_inflight: int
+    sha256: bool = False
+    max_objects_per_task: int = 256
+
+
+@dataclass
+class _Object:
+    """An object between listing and its report."""
+
+    ref: ObjectRef
+    seq: int
+    began: float
+    digests: list[bytes | None]
+    hashes_left: int
+    bytes_read: int = 0
+    sha256: str | None = None
+    error: str | None = None
+    hash: str | None = None
+
+
+@dataclass
+class _Known:
+    """A content hash scanned in this run: what an identical object reuses."""
+
+    findings: list[Finding]
+    fmt: str
+    formats: tuple[str, ...]
+
+
+@dataclass
+class Totals:
+    """For progress: what was listed so far, whether the listing ended, and what finished."""
+
+    listed: int = 0
+    listed_bytes: int = 0
+    listing_done: bool = False
+    done: int = 0
+    done_bytes: int = 0
+    errors: int = 0
+
+
+def new_scan_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.urandom(4).hex()}"
+
+
+class Pipeline:
+    def __init__(self, options: ScanOptions, engine: Engine, settings: PipelineSettings, *,
+                 scan_id: str | None = None, index: Index | None = None,
+                 on_object: Callable[[ObjectReport], None] | None = None) -> None:
+        self.options = options
+        self.engine = engine
+        self.settings = settings
+        self.chunk = aligned_chunk(settings.chunk_size)
+        self.scan_id = scan_id or new_scan_id()
+        self.index = index
+        self.on_object = on_object
+        self.policy_version = policy_version()
+        self.cache = (ResultCache(options.cache_dir, options.fingerprint())
+                      if options.cache_dir is not None else None)
+        self.totals = Totals()
+        self._queue: deque[Work] = deque()
+        self._queued_bytes = 0
+        self._inflight_bytes = 0
+        self._objects: dict[str, _Object] = {}
+        self._known: dict[str, _Known] = {}
+        self._scanning: dict[str, list[_Object]] = {}
+        self._run: ScanRun | None = None
+        #: (listing position, report): reports are kept in listing order, whatever finished first.
+        self._done: list[tuple[int, ObjectReport]] = []
+        self._seq = 0
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, targets: list[str]) -> ScanRun:
+        run = self._run = ScanRun(tool_version=__version__, policy_version=self.policy_version,
+                                  started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                  paths=list(targets), scan_id=self.scan_id)
+        began = time.monotonic()
+        listing: Iterator[ObjectRef | ListingError] | None = iter(list_objects(targets))
+        try:
+            while True:
+                while listing is not None and self._wants_more():
+                    item = next(listing, None)
+                    if item is None:
+                        listing = None
+                        self.totals.listing_done = True
+                    else:
+                        self._admit(item)
+                self._submit_ready(flush=listing is None)
+                if not self.engine.pending():
+                    if listing is None and not self._queue:
+                        break
+                    continue
+                for outcome in self.engine.completed():
+                    self._inflight_bytes -= outcome.task.nbytes
+                    self._on_outcome(outcome)
+        except KeyboardInterrupt:
+            run.interrupted = True
+        finally:
+            self.engine.close()
+        self._done.sort(key=lambda item: item[0])
+        run.objects = [report for _, report in self._done]
+        run.duration_s = time.monotonic() - began
+        return run
+
+    def _wants_more(self) -> bool:
+        """Pull from the listing only while queued work is short of a few tasks' worth."""
+        slots = self.engine.slots
+        return (len(self._queue) < 2 * slots * self.settings.max_objects_per_task
+                and self._queued_bytes < max(self.settings.max_inflight, self.chunk))
+
+    def _submit_ready(self, flush: bool) -> None:
+        while self._queue and self.engine.pending() < 2 * self.engine.slots:
+            if self.engine.pending() and self._inflight_bytes >= self.settings.max_inflight:
+                return
+            task = self._next_task(flush)
+            if task is None:
+                return
+            self._inflight_bytes += task.nbytes
+            self.engine.submit(task)
+
+    def _next_task(self, flush: bool) -> Task | None:
+        """Batch queued works into one task of about a chunk, or up to the object limit.
+        A part-filled batch waits for more unless the listing ended or nothing is running."""
+        works: list[Work] = []
+        nbytes = 0
+        for work in self._queue:
+            size = work.length if isinstance(work, HashWork) else work.ref.size
+            if works and (nbytes + size > self.chunk or len(works) >= self.settings.max_objects_per_task):
+                break
+            works.append(work)
+            nbytes += size
+        full = nbytes >= self.chunk or len(works) >= self.settings.max_objects_per_task
+        if not works or not (full or flush or not self.engine.pending()
+                             or len(works) < len(self._queue)):
+            return None
+        for _ in works:
+            self._queue.popleft()
+        self._queued_bytes -= nbytes
+        return Task(self.options, tuple(works))
+
+    def _enqueue(self, work: Work) -> None:
+        self._queue.append(work)
+        self._queued_bytes += work.length if isinstance(work, HashWork) else work.ref.size
+
+    # -- per object ------------------------------------------------------------------------
+
+    def _admit(self, item: ObjectRef | ListingError) -> None:
+        self._seq += 1
+        if isinstance(item, ListingError):
+            self._emit(ObjectReport(ObjectRef(item.uri, 0), "", Status.ERROR, error=item.message))
+            return
+        ref = item
+        self.totals.listed += 1
+        self.totals.listed_bytes += ref.size
+        began = time.monotonic()
+        max_size = self.options.max_size
+        if max_size is not None and ref.size > max_size:
+            self._emit(ObjectReport(ref, "", Status.SKIPPED, error=f"larger than --max-size ({max_size} bytes)"))
+            return
+        if self.cache is not None:
+            cached = self.cache.get(ref)
+            if cached is not None:
+                cached.duration_s = time.monotonic() - began
+                self._emit(cached)
+                return
+        if self._reuse_by_fingerprint(ref, began):
+            return
+        n = block_count(ref.size)
+        obj = _Object(ref, self._seq, began, [None] * n, 0)
+        if ref.uri in self._objects:  # the same object named twice: scanned once
+            self._emit(ObjectReport(ref, "", Status.SKIPPED, error="listed twice in this scan"))
+            return
+        self._objects[ref.uri] = obj
+        if self.settings.sha256 or ref.size <= self.chunk:
+            obj.hashes_left = 1
+            self._enqueue(HashWork(ref, 0, ref.size, sha256=self.settings.sha256))
+            return
+        for start in range(0, ref.size, self.chunk):
+            obj.hashes_left += 1
+            self._enqueue(HashWork(ref, start, min(self.chunk, ref.size - start)))
+
+    def _reuse_by_fingerprint(self, ref: ObjectRef, began: float) -> bool:
+        fingerprint = ref.fingerprint()
+        if self.index is None or fingerprint is None:
+            return False
+        known = self.index.content_hash_for(fingerprint)
+        if known is None:
+            return False
+        obj = _Object(ref, self._seq, began, [], 0, hash=known)
+        return self._reuse(obj)
+
+    def _reuse(self, obj: _Object) -> bool:
+        """Report `obj` as reused if its content hash was scanned before; False otherwise."""
+        assert obj.hash is not None
+        mine = self._known.get(obj.hash)
+        if mine is not None:
+            self._report(obj, Status.REUSED, mine.findings, mine.fmt, mine.formats, self.scan_id)
+            return True
+        prior = self.index.scanned(obj.hash) if self.index is not None else None
+        if prior is None:
+            return False
+        findings = self.index.findings(obj.hash, prior.scan_id) if prior.n_findings and self.index else []
+        fmt, formats = prior_formats(prior)
+        self._report(obj, Status.REUSED, findings, fmt, formats, prior.scan_id)
+        return True
+
+    def _on_outcome(self, outcome: TaskOutcome) -> None:
+        if outcome.results is None:
+            for work in outcome.task.works:
+                self._fail(work.ref.uri, outcome.failure or "task failed")
+            return
+        for result in outcome.results:
+            if isinstance(result.work, HashWork):
+                self._on_hash(result)
+            else:
+                self._on_scan(result)
+
+    def _fail(self, uri: str, message: str) -> None:
+        obj = self._objects.get(uri)
+        if obj is None:
+            return
+        if obj.hash is not None and obj.hash in self._scanning:  # the scan failed: so do its waiters
+            for other in self._scanning.pop(obj.hash):
+                self._report(other, Status.ERROR, [], "", (), None, error=message)
+            return
+        self._report(obj, Status.ERROR, [], "", (), None, error=message)
+
+    def _on_hash(self, result: WorkResult) -> None:
+        work = result.work
+        assert isinstance(work, HashWork)
+        obj = self._objects.get(work.ref.uri)
+        if obj is None:
+            return  # already reported (an earlier range of it failed)
+        obj.bytes_read += result.bytes_read
+        if result.error is not None:
+            self._report(obj, Status.ERROR, [], "", (), None, error=result.error)
+            return
+        base = work.start // HASH_BLOCK
+        obj.digests[base : base + len(result.digests)] = result.digests
+        obj.sha256 = result.sha256 or obj.sha256
+        obj.hashes_left -= 1
+        if obj.hashes_left:
+            return
+        obj.hash = content_hash(obj.ref.size, obj.digests)  # type: ignore[arg-type]
+        obj.digests = []
+        if self._reuse(obj):
+            return
+        waiting = self._scanning.get(obj.hash)
+        if waiting is not None:
+            waiting.append(obj)
+            return
+        self._scanning[obj.hash] = [obj]
+        self._enqueue(ScanWork(obj.ref))
+
+    def _on_scan(self, result: WorkResult) -> None:
+        obj = self._objects.get(result.work.ref.uri)
+        if obj is None or obj.hash is None:
+            return
+        obj.bytes_read += result.bytes_read
+        fmt = result.formats[0] if result.formats else ""
+        formats = tuple(result.formats)
+        status = Status.SCANNED if result.error is None else Status.ERROR
+        waiters = self._scanning.pop(obj.hash, [obj])
+        if status == Status.SCANNED:
+            self._known[obj.hash] = _Known(result.findings, fmt, formats)
+        for other in waiters:
+            if other is obj:
+                self._report(obj, status, result.findings, fmt, formats,
+                             self.scan_id if result.findings else None, error=result.error,
+                             duration=result.duration_s)
+            elif status == Status.SCANNED:
+                self._report(other, Status.REUSED, result.findings, fmt, formats, self.scan_id)
+            else:
+                self._report(other, Status.ERROR, result.findings, fmt, formats, self.scan_id, error=result.error)
+
+    def _report(self, obj: _Object, status: str, findings: list[Finding], fmt: str, formats: tuple[str, ...],
+                findings_scan_id: str | None, *, error: str | None = None, duration: float | None = None) -> None:
+        self._objects.pop(obj.ref.uri, None)
+        report = ObjectReport(obj.ref, fmt, status, list(findings), error,
+                              time.monotonic() - obj.began if duration is None else duration,
+                              content_hash=obj.hash, content_sha256=obj.sha256, bytes_read=obj.bytes_read,
+                              findings_scan_id=findings_scan_id, formats=formats)
+        if self.cache is not None and status == Status.SCANNED:
+            self.cache.put(report)
+        self._emit(report, obj.seq)
+
+    def _emit(self, report: ObjectReport, seq: int | None = None) -> None:
+        self._done.append((self._seq if seq is None else seq, report))
+        self.totals.done += 1
+        self.totals.done_bytes += report.object.size if report.status != Status.SKIPPED else 0
+        self.totals.errors += report.status == Status.ERROR
+        if self.on_object is not None:
+            self.on_object(report)
+
+
+def prior_formats(prior: Any) -> tuple[str, tuple[str, ...]]:
+    formats = tuple(getattr(prior, "formats", ()) or ())
+    return (getattr(prior, "format", "") or (formats[0] if formats else "")), formats
+
+
+def sorted_reports(reports: Iterable[ObjectReport]) -> list[ObjectReport]:
+    """Reports in URI order: completion order depends on workers, the report must not."""
+    return sorted(reports, key=lambda r: r.object.uri)

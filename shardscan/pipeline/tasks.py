@@ -1,0 +1,115 @@
+"""What a worker does: the pure functions both engines run, on plain-data work items.
+
+A task is a small batch of work items (hash ranges, whole-object scans) plus the scan options.
+Workers open each object themselves from its URI, so bytes never travel through the driver;
+a task returns findings and digests as data, never through logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from shardscan.model import Finding, ObjectRef
+from shardscan.pipeline.hashing import block_digests
+from shardscan.pipeline.runner import Runner, ScanOptions
+from shardscan.storage.errors import describe_error
+from shardscan.storage.objects import open_reader
+
+
+@dataclass(frozen=True, slots=True)
+class HashWork:
+    """Digest the hash blocks of `[start, start + length)`; with `sha256`, the range is the
+    whole object, read front to back."""
+
+    ref: ObjectRef
+    start: int
+    length: int
+    sha256: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScanWork:
+    """Detect and scan a whole object with every scanner its formats call for."""
+
+    ref: ObjectRef
+
+
+Work = HashWork | ScanWork
+
+
+@dataclass(slots=True)
+class WorkResult:
+    work: Work
+    digests: list[bytes] = field(default_factory=list)
+    sha256: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    error: str | None = None
+    bytes_read: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    options: ScanOptions
+    works: tuple[Work, ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the task reads at most: what the in-flight budget counts."""
+        return sum(w.length if isinstance(w, HashWork) else w.ref.size for w in self.works)
+
+
+_runners: dict[ScanOptions, Runner] = {}
+
+
+def _runner(options: ScanOptions) -> Runner:
+    """One Runner per options per process: policy and scanners load once per worker."""
+    runner = _runners.get(options)
+    if runner is None:
+        runner = _runners[options] = Runner(options)
+    return runner
+
+
+def run_task(task: Task) -> list[WorkResult]:
+    """Run every work item of a task; an item that fails becomes an error result and the
+    others still run."""
+    runner = _runner(task.options)
+    return [_hash(work) if isinstance(work, HashWork) else _scan(runner, work) for work in task.works]
+
+
+def _hash(work: HashWork) -> WorkResult:
+    began = time.monotonic()
+    result = WorkResult(work)
+    sha = hashlib.sha256() if work.sha256 else None
+    try:
+        with open_reader(work.ref) as reader:
+            try:
+                result.digests = block_digests(reader, work.start, work.length, sha)
+            finally:
+                result.bytes_read = reader.bytes_read
+        if sha is not None:
+            result.sha256 = sha.hexdigest()
+    except Exception as exc:  # the store's failure is this object's error, not the task's
+        result.error = describe_error(exc)
+    result.duration_s = time.monotonic() - began
+    return result
+
+
+def _scan(runner: Runner, work: ScanWork) -> WorkResult:
+    began = time.monotonic()
+    result = WorkResult(work)
+    ctx = runner.context(None if not runner.options.timeout else began + runner.options.timeout)
+    try:
+        with open_reader(work.ref) as reader:
+            try:
+                unit = runner.scan_content(work.ref.uri, reader, ctx)
+            finally:
+                result.bytes_read = reader.bytes_read
+        result.findings, result.formats, result.error = runner.finalise(unit.findings), unit.formats, unit.error
+    except Exception as exc:
+        result.error = describe_error(exc)
+    result.duration_s = time.monotonic() - began
+    return result
