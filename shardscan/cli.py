@@ -16,19 +16,19 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from shardscan import __version__
 
 if TYPE_CHECKING:
-    from shardscan.model import ObjectReport, ScanRun
+    from shardscan.model import ScanRun
     from shardscan.pipeline.runner import ScanOptions
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 #: Per-object timeout of `scan`, in seconds (ModelAudit's default).
 DEFAULT_TIMEOUT_S = 300.0
@@ -43,11 +43,6 @@ SIZE_UNITS: dict[str, int] = {
     "t": 1024**4, "tb": 1024**4, "tib": 1024**4,
 }
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
-
-#: Seconds between progress updates: often enough to look alive on a terminal, rarely enough
-#: not to flood a CI log with a line per object.
-PROGRESS_INTERVAL_TTY_S = 0.1
-PROGRESS_INTERVAL_LOG_S = 1.0
 
 
 class CliError(Exception):
@@ -65,6 +60,16 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"invalid size {text!r}: use a number of bytes or a unit such as 500MB, 1GB, 1.5GiB")
     return int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -157,11 +162,34 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--progress", action="store_true",
                       help="report progress on stderr: objects done, bytes read, rate")
     scan.add_argument("--no-cache", action="store_true",
-                      help="neither reuse nor store results in the local result cache "
-                           "($XDG_CACHE_HOME/shardscan, else ~/.cache/shardscan). The cache keys "
-                           "each file by path, size, times and inode plus the policy version and "
-                           "options, so a changed file, policy or option is always scanned again; "
-                           "the fleet-wide cache, keyed by content hash, is the results store's")
+                      help="scan everything again: neither reuse the local result cache "
+                           "($XDG_CACHE_HOME/shardscan, else ~/.cache/shardscan; keyed by path, size, "
+                           "times and inode plus policy version and options) nor, with --results, the "
+                           "store's fingerprint index and content hashes")
+    fleet = scan.add_argument_group("fleet scans", "object stores, engines and the Parquet results store")
+    fleet.add_argument("--results", metavar="DIR_OR_URI", default=os.environ.get("SHARDSCAN_RESULTS"),
+                       help="append scans, objects and findings to the Parquet results store at this "
+                            "directory or s3://, gs:// prefix (default: $SHARDSCAN_RESULTS); content "
+                            "already scanned under the same policy is reused, not scanned again")
+    fleet.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: a process pool on this machine (default); ray: Ray tasks on a "
+                            "cluster (--ray-address or RAY_ADDRESS; else a local one is started)")
+    fleet.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="worker processes or concurrent Ray tasks (default: one per core)")
+    fleet.add_argument("--chunk-size", type=parse_size, metavar="SIZE",
+                       help="most bytes of one object a task reads (default: 64MiB; rounded up to "
+                            "4MiB); large objects are hashed in chunks spread over workers")
+    fleet.add_argument("--max-inflight", type=parse_size, metavar="SIZE",
+                       help="bytes that running tasks may read at once (default: 2 x workers x "
+                            "chunk size)")
+    fleet.add_argument("--ray-address", metavar="ADDRESS",
+                       help="join this Ray cluster (e.g. auto, ray://head:10001)")
+    fleet.add_argument("--sha256", action="store_true",
+                       help="also compute each object's SHA-256 (for SBOMs and matching hub hashes; "
+                            "costs a sequential pass)")
+    fleet.add_argument("--log-format", choices=("text", "json"),
+                       help="log the run on stderr as key=value or JSON lines (structlog, with the "
+                            "scan id bound; Ray workers too)")
 
     rules = commands.add_parser(
         "rules", help="list the detection rules, or show one in full",
@@ -187,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
     except KeyboardInterrupt:
         _error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()  # the reader went away (| head): nothing left to say
     except Exception as exc:
@@ -244,14 +272,51 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args, options, output)
 
-    from shardscan.pipeline.runner import Runner
+    from shardscan.pipeline.session import ScanConfig, scan, totals_of
+    from shardscan.report.progress import Progress
 
-    progress = Progress(sys.stderr) if args.progress else None
-    run = Runner(options).run(list(args.paths), on_object=progress.update if progress else None)
+    config = ScanConfig(engine=args.engine, workers=args.workers, chunk_size=args.chunk_size,
+                        max_inflight=args.max_inflight, ray_address=args.ray_address, sha256=args.sha256,
+                        results=args.results, reuse=not args.no_cache, arguments=_recorded_arguments(args))
+    progress: Progress | None = None
+
+    def started(pipeline: Any) -> None:
+        nonlocal progress
+        if args.log_format:
+            from shardscan.logs import configure, get_logger
+
+            configure(args.log_format, pipeline.scan_id)
+            get_logger().info("scan started", targets=list(args.paths), engine=args.engine,
+                              results=args.results)
+        if args.progress:
+            progress = Progress(sys.stderr, totals_of(pipeline))
+
+    def finished_object(report: Any) -> None:
+        if progress is not None:
+            progress.update(report)
+        if args.log_format and report.status == "error":
+            from shardscan.logs import get_logger
+
+            get_logger().warning("object failed", uri=report.object.uri, error=report.error)
+
+    run = scan(list(args.paths), options, config, on_object=finished_object, on_start=started)
     if progress is not None:
         progress.finish()
+    if args.log_format:
+        from shardscan.logs import get_logger
+
+        get_logger().info("scan finished", objects=len(run.objects), findings=len(run.findings),
+                          exit_code=run.exit_code, interrupted=run.interrupted, duration_s=round(run.duration_s, 3))
     _emit_report(args, run, output)
+    if run.interrupted:
+        _error("interrupted: the report and the results store hold the objects finished before")
+        return EXIT_INTERRUPTED
     return run.exit_code
+
+
+def _recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a run as the scans table records them (no handler objects)."""
+    return {k: v for k, v in sorted(vars(args).items()) if k not in ("handler", "subparser")}
 
 
 def _scan_options(args: argparse.Namespace) -> ScanOptions:
@@ -329,65 +394,6 @@ def _write_stdout(text: str) -> None:
         sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
     sys.stdout.flush()
 
-
-class Progress:
-    """Progress on stderr while scanning: objects done, bytes read and the rate so far.
-
-    On a terminal one line is rewritten in place (`\\r`); in a log (CI, a file) plain lines
-    are written, at most one a second, so a large scan cannot flood it.
-    """
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        isatty = getattr(stream, "isatty", None)
-        self.tty = bool(isatty and isatty())
-        self.interval = PROGRESS_INTERVAL_TTY_S if self.tty else PROGRESS_INTERVAL_LOG_S
-        self.started = time.monotonic()
-        self.objects = 0
-        self.bytes = 0
-        self.errors = 0
-        self._last_shown = self.started
-        self._shown_objects = -1
-        self._width = 0
-
-    def update(self, obj: ObjectReport) -> None:
-        from shardscan.model import Status
-
-        self.objects += 1
-        if obj.status != Status.SKIPPED:
-            self.bytes += obj.object.size
-        if obj.status == Status.ERROR:
-            self.errors += 1
-        now = time.monotonic()
-        if now - self._last_shown >= self.interval:
-            self._show(now)
-
-    def finish(self) -> None:
-        if self._shown_objects != self.objects:
-            self._show(time.monotonic())
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def line(self, now: float) -> str:
-        from shardscan.report.text import format_size
-
-        elapsed = max(now - self.started, 1e-6)
-        errors = f", {self.errors} error{'s' if self.errors != 1 else ''}" if self.errors else ""
-        return (f"shardscan: {self.objects} object{'s' if self.objects != 1 else ''}{errors}, "
-                f"{format_size(self.bytes)} in {elapsed:.1f}s "
-                f"({format_size(int(self.bytes / elapsed))}/s)")
-
-    def _show(self, now: float) -> None:
-        text = self.line(now)
-        if self.tty:
-            self.stream.write("\r" + text.ljust(self._width))
-            self._width = len(text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-        self._last_shown = now
-        self._shown_objects = self.objects
 
 
 # --------------------------------------------------------------------------------------------

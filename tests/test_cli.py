@@ -15,7 +15,7 @@ from importlib import resources
 import pytest
 from jsonschema import Draft4Validator
 
-from shardscan import __version__, cli
+from shardscan import __version__
 from shardscan.cli import main, parse_size
 from shardscan.rules import BY_ID, RULES
 
@@ -320,9 +320,10 @@ def test_progress_rewrites_one_line_on_a_terminal():
             pass
 
     from shardscan.model import ObjectRef, ObjectReport, Status
+    from shardscan.report.progress import Progress
 
     stream = Tty()
-    progress = cli.Progress(stream)
+    progress = Progress(stream)
     progress.interval = 0
     progress.update(ObjectReport(ObjectRef("a", 2048), "pickle", Status.SCANNED))
     progress.finish()
@@ -331,12 +332,12 @@ def test_progress_rewrites_one_line_on_a_terminal():
 
 
 def test_unexpected_error_is_one_line(files, capsys, monkeypatch):
-    from shardscan.pipeline import runner
+    from shardscan.pipeline import driver
 
-    def explode(self, paths, on_object=None):
+    def explode(self, paths):
         raise RuntimeError("scanner blew up")
 
-    monkeypatch.setattr(runner.Runner, "run", explode)
+    monkeypatch.setattr(driver.Pipeline, "run", explode)
     monkeypatch.delenv("SHARDSCAN_DEBUG", raising=False)
     code, out, err = run_cli(capsys, "scan", "ok.pkl")
     assert code == 2

@@ -29,7 +29,7 @@ from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status
 from shardscan.pipeline.cache import ResultCache
 from shardscan.pipeline.engines import Engine, TaskOutcome
 from shardscan.pipeline.hashing import HASH_BLOCK, aligned_chunk, block_count, content_hash
-from shardscan.pipeline.runner import ScanOptions, policy_version
+from shardscan.pipeline.runner import ScanOptions
 from shardscan.pipeline.tasks import HashWork, ScanWork, Task, Work, WorkResult
 from shardscan.storage.errors import ListingError
 from shardscan.storage.objects import list_objects
@@ -112,7 +112,7 @@ class Pipeline:
         self.scan_id = scan_id or new_scan_id()
         self.index = index
         self.on_object = on_object
-        self.policy_version = policy_version()
+        self.policy_version = options.policy_key()
         self.cache = (ResultCache(options.cache_dir, options.fingerprint())
                       if options.cache_dir is not None else None)
         self.totals = Totals()

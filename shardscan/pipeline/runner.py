@@ -44,6 +44,18 @@ class ScanOptions:
                      sorted(self.exclude), self.limits))
 
 
+    def policy_key(self) -> str:
+        """The policy version findings are stored and deduplicated under: the policy's own
+        version, plus a digest of the options when they differ from the defaults (strict
+        findings must not be reused for a default scan, nor the reverse)."""
+        if (self.strict, self.blacklist, self.scanners, self.exclude, self.limits) == (
+                False, (), None, frozenset(), DEFAULT_LIMITS):
+            return policy_version()
+        import hashlib
+
+        return f"{policy_version()}+options-{hashlib.sha256(self.fingerprint().encode()).hexdigest()[:12]}"
+
+
 def policy_version() -> str:
     """The policy file's version plus every scanner's version: a change to either may change
     findings, so it keys cached results."""

@@ -1,0 +1,116 @@
+"""One scan from start to end: choose the engine, open the results store, run the driver,
+close the store whether the run completed or was interrupted.
+
+The command line and library callers (a scheduled job, a test) go through `scan()`, so a run
+started either way writes the same tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from shardscan.model import ObjectReport, ScanRun
+from shardscan.pipeline.driver import Pipeline, PipelineSettings, Totals, new_scan_id
+from shardscan.pipeline.engines import Engine, InlineEngine, default_workers
+from shardscan.pipeline.runner import ScanOptions
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class ScanConfig:
+    """How a scan runs and where its results go; nothing here changes a finding."""
+
+    engine: str = "local"
+    #: Worker processes (local) or concurrent tasks (ray); None: one per core.
+    workers: int | None = None
+    chunk_size: int | None = None
+    max_inflight: int | None = None
+    ray_address: str | None = None
+    sha256: bool = False
+    #: Results store (directory or object-store prefix); None: none.
+    results: str | None = None
+    #: Reuse results of unchanged content (fingerprints and content hashes in the store).
+    reuse: bool = True
+    #: Recorded in the scans table.
+    arguments: dict[str, Any] = field(default_factory=dict)
+    #: For fault-injection tests: what Ray tasks run instead of `run_task`.
+    ray_task_fn: Any = None
+    ray_init: dict[str, Any] = field(default_factory=dict)
+
+
+def make_engine(config: ScanConfig, options: ScanOptions, targets: list[str]) -> Engine:
+    """The local engine runs a single local file in this process (no pool to start: a
+    pre-commit hook's case); anything more gets the process pool."""
+    retries = options.limits.max_task_retries
+    if config.engine == "ray":
+        from shardscan.pipeline.ray_engine import RayEngine
+
+        return RayEngine(config.ray_address, config.workers, retries, config.ray_init, config.ray_task_fn)
+    if config.engine != "local":
+        raise ValueError(f"unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
+    workers = config.workers or default_workers()
+    single_file = len(targets) == 1 and "://" not in targets[0] and os.path.isfile(targets[0])
+    if workers == 1 or single_file:
+        return InlineEngine()
+    from shardscan.pipeline.process_engine import ProcessEngine
+
+    return ProcessEngine(workers, retries)
+
+
+def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
+         on_object: Callable[[ObjectReport], None] | None = None,
+         on_start: Callable[[Pipeline], None] | None = None) -> ScanRun:
+    """Scan `targets`; with a results store, every object row and finding is written as it
+    completes, and an interrupted run still leaves a readable store."""
+    scan_id = new_scan_id()
+    started = datetime.now(timezone.utc)
+    version = options.policy_key()
+    chunk = config.chunk_size or options.limits.chunk_size
+    workers = config.workers or default_workers()
+    settings = PipelineSettings(chunk_size=chunk, max_inflight=config.max_inflight or 2 * workers * chunk,
+                                sha256=config.sha256, max_objects_per_task=options.limits.max_objects_per_task)
+    store = writer = index = None
+    if config.results:
+        from shardscan.storage.results import ResultsStore
+
+        store = ResultsStore(config.results)
+        index = store.index(version) if config.reuse else None
+        writer = store.writer(scan_id, started)
+
+    def sink(report: ObjectReport) -> None:
+        if writer is not None:
+            writer.add_report(report, version)
+        if on_object is not None:
+            on_object(report)
+
+    engine = make_engine(config, options, targets)
+    pipeline = Pipeline(options, engine, settings, scan_id=scan_id, index=index, on_object=sink)
+    if on_start is not None:
+        on_start(pipeline)
+    try:
+        run = pipeline.run(targets)
+    except BaseException:
+        if writer is not None:
+            writer.abort({"status": "failed", **_scan_row(config, targets, workers, engine)})
+        raise
+    finally:
+        if index is not None:
+            index.close()
+    if writer is not None:
+        row = _scan_row(config, targets, workers, engine)
+        (writer.abort if run.interrupted else writer.close)(row)
+    return run
+
+
+def _scan_row(config: ScanConfig, targets: list[str], workers: int, engine: Engine) -> dict[str, Any]:
+    return {"targets": targets, "arguments": config.arguments, "engine": config.engine,
+            "workers": engine.slots if config.engine == "ray" else workers}
+
+
+def totals_of(pipeline: Pipeline) -> Callable[[], Totals]:
+    return lambda: pipeline.totals
