@@ -1,4 +1,4 @@
-"""The command line: `shardscan scan`, `shardscan rules`, `shardscan --version`.
+"""The command line: `shardscan scan`, `shardscan query`, `shardscan rules`, `shardscan --version`.
 
 The flags of `scan` are those of ModelAudit's `scan` command, so a pipeline can switch tools
 without rewriting its invocation. Start-up time matters (a pre-commit hook scans one file), so
@@ -191,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="log the run on stderr as key=value or JSON lines (structlog, with the "
                             "scan id bound; Ray workers too)")
 
+    query = commands.add_parser(
+        "query", help="run SQL over a results store",
+        description="Run DuckDB SQL over the results store's tables: scans, objects, findings, and "
+                    "object_findings (each object joined to the findings of the scan that produced "
+                    "them). scan_date is a DATE partition column.",
+        epilog="example: shardscan query --results ./audit \"select uri, rule_id from object_findings "
+               "where severity = 'CRITICAL' and scan_date = current_date\"")
+    query.set_defaults(handler=_cmd_query, subparser=query)
+    query.add_argument("sql", metavar="SQL", help="the query")
+    query.add_argument("--results", metavar="DIR_OR_URI", default=os.environ.get("SHARDSCAN_RESULTS"),
+                       help="the results store (default: $SHARDSCAN_RESULTS)")
+    query.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table",
+                       help="output format (default: table)")
+
     rules = commands.add_parser(
         "rules", help="list the detection rules, or show one in full",
         description="The rule catalogue: every finding carries one of these ids.")
@@ -340,7 +354,8 @@ def _scan_options(args: argparse.Namespace) -> ScanOptions:
         exclude=frozenset(excluded),
         timeout=args.timeout or None,
         max_size=args.max_size or None,
-        cache_dir=None if args.no_cache or args.dry_run else default_cache_dir(),
+        # With a results store, the store is the cache (keyed by content, shared by machines).
+        cache_dir=None if args.no_cache or args.dry_run or args.results else default_cache_dir(),
     )
 
 
@@ -464,6 +479,23 @@ def _list_scanners(args: argparse.Namespace) -> int:
         rows = [("ID", "VERSION", "FORMATS", "DESCRIPTION")]
         rows += [(s.id, str(s.version), ",".join(s.formats), s.load().description) for s in scanners]
         _write_stdout(_table(rows))
+    return EXIT_CLEAN
+
+
+# --------------------------------------------------------------------------------------------
+# query
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    if not args.results:
+        args.subparser.error("--results (or SHARDSCAN_RESULTS) names the store to query")
+    from shardscan.storage.query import QueryError, render, run_query
+
+    try:
+        table = run_query(args.results, args.sql)
+    except QueryError as exc:
+        raise CliError(str(exc)) from None
+    _write_stdout(render(table, args.format))
     return EXIT_CLEAN
 
 

@@ -136,8 +136,8 @@ def test_format_size(n, shown):
 
 TOP_KEYS = ["schema_version", "tool", "policy_version", "started", "duration_s", "paths", "summary",
             "files", "findings"]
-SUMMARY_KEYS = ["objects", "scanned", "errors", "skipped", "findings_by_severity", "exit_code"]
-FILE_KEYS = ["path", "size", "format", "status", "error", "duration_s", "findings_count"]
+SUMMARY_KEYS = ["objects", "scanned", "reused", "errors", "skipped", "findings_by_severity", "exit_code"]
+FILE_KEYS = ["path", "size", "format", "status", "error", "duration_s", "findings_count", "content_hash", "sha256"]
 FINDING_KEYS = ["path", "rule_id", "severity", "title", "message", "why", "scanner", "location",
                 "offset", "offset_in", "evidence"]
 
@@ -148,7 +148,7 @@ def test_json_has_the_documented_keys_in_order():
     assert data["schema_version"] == 1
     assert data["tool"] == {"name": "shardscan", "version": "0.1.0"}
     assert list(data["summary"]) == SUMMARY_KEYS
-    assert data["summary"] == {"objects": 4, "scanned": 2, "errors": 1, "skipped": 1,
+    assert data["summary"] == {"objects": 4, "scanned": 2, "reused": 0, "errors": 1, "skipped": 1,
                                "findings_by_severity": {"CRITICAL": 1, "WARNING": 1, "INFO": 1,
                                                         "DEBUG": 0},
                                "exit_code": 1}
@@ -185,7 +185,7 @@ def test_json_finding_order_and_output_are_deterministic():
 
 def test_every_json_key_is_documented():
     doc = DOC.read_text(encoding="utf-8")
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", doc, flags=re.MULTILINE))
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", doc, flags=re.MULTILINE))
     missing = set(TOP_KEYS + SUMMARY_KEYS + FILE_KEYS + FINDING_KEYS) - documented
     assert not missing, f"keys missing from docs/json-schema.md: {sorted(missing)}"
 

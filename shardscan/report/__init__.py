@@ -49,7 +49,7 @@ def was_read(obj: ObjectReport) -> bool:
     A path that does not exist or was skipped for its size was never read, so it is no
     artifact of the scan.
     """
-    return obj.status == Status.SCANNED or bool(obj.format) or bool(obj.findings)
+    return obj.status in (Status.SCANNED, Status.REUSED) or bool(obj.format) or bool(obj.findings)
 
 
 def finding_order(finding: Finding) -> tuple[int, str, int, str, str]:

@@ -37,6 +37,7 @@ def to_dict(run: ScanRun) -> dict[str, Any]:
         "summary": {
             "objects": len(run.objects),
             "scanned": count_status(run, Status.SCANNED),
+            "reused": count_status(run, Status.REUSED),
             "errors": count_status(run, Status.ERROR),
             "skipped": count_status(run, Status.SKIPPED),
             "findings_by_severity": counts_by_severity(run),
@@ -56,6 +57,8 @@ def _file(obj: ObjectReport) -> dict[str, Any]:
         "error": obj.error,
         "duration_s": round(obj.duration_s, DURATION_DIGITS),
         "findings_count": len(obj.findings),
+        "content_hash": obj.content_hash,
+        "sha256": obj.content_sha256,
     }
 
 

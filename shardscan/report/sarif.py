@@ -181,7 +181,7 @@ def _invocation(run: ScanRun, artifact_index: dict[str, int]) -> dict[str, Any]:
     have no rule and must still reach whoever reads the log."""
     notifications = []
     for obj in run.objects:
-        if obj.status == Status.SCANNED:
+        if obj.status in (Status.SCANNED, Status.REUSED):
             continue
         level = "warning" if obj.status == Status.SKIPPED else "error"
         notifications.append({

@@ -73,6 +73,9 @@ def summary_line(run: ScanRun, *, verbose: bool = False, color: bool = False) ->
     paint = _Paint(color)
     total = len(run.objects)
     parts = [f"{count_status(run, Status.SCANNED)} scanned"]
+    reused = count_status(run, Status.REUSED)
+    if reused:
+        parts.append(f"{reused} reused")
     errors = count_status(run, Status.ERROR)
     skipped = count_status(run, Status.SKIPPED)
     parts.append(f"{errors} error{'s' if errors != 1 else ''}")
@@ -100,7 +103,9 @@ def _object_lines(obj: ObjectReport, shown: Severity, verbose: bool, paint: _Pai
         return [f"{obj.object.uri}  skipped: {obj.error or 'not scanned'}"]
     if obj.status == Status.ERROR and not obj.format and not findings:
         return [f"{obj.object.uri}  {paint('error', '33')}: {obj.error}"]
-    if not findings and obj.status == Status.SCANNED:
+    if obj.status == Status.REUSED:
+        described += ", unchanged content: findings of an earlier scan"
+    if not findings and obj.status in (Status.SCANNED, Status.REUSED):
         return [f"{obj.object.uri}  [{described}]  clean"] if verbose else []
     lines = [f"{obj.object.uri}  [{described}]"]
     if obj.error:
