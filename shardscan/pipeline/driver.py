@@ -117,6 +117,8 @@ class Pipeline:
                       if options.cache_dir is not None else None)
         self.totals = Totals()
         self._queue: deque[Work] = deque()
+        #: Works from failed batches, each to run as a task of its own.
+        self._isolated: deque[Work] = deque()
         self._queued_bytes = 0
         self._inflight_bytes = 0
         self._objects: dict[str, _Object] = {}
@@ -146,7 +148,7 @@ class Pipeline:
                         self._admit(item)
                 self._submit_ready(flush=listing is None)
                 if not self.engine.pending():
-                    if listing is None and not self._queue:
+                    if listing is None and not self._queue and not self._isolated:
                         break
                     continue
                 for outcome in self.engine.completed():
@@ -168,6 +170,10 @@ class Pipeline:
                 and self._queued_bytes < max(self.settings.max_inflight, self.chunk))
 
     def _submit_ready(self, flush: bool) -> None:
+        while self._isolated and self.engine.pending() < 2 * self.engine.slots:
+            task = Task(self.options, (self._isolated.popleft(),))
+            self._inflight_bytes += task.nbytes
+            self.engine.submit(task)
         while self._queue and self.engine.pending() < 2 * self.engine.slots:
             if self.engine.pending() and self._inflight_bytes >= self.settings.max_inflight:
                 return
@@ -264,9 +270,14 @@ class Pipeline:
         return True
 
     def _on_outcome(self, outcome: TaskOutcome) -> None:
+        works = outcome.task.works
+        if outcome.results is None and len(works) > 1:
+            # A batch whose worker kept dying: run each item alone, so only the object that
+            # kills its worker ends in error and its batch mates are still scanned.
+            self._isolated.extend(works)
+            return
         if outcome.results is None:
-            for work in outcome.task.works:
-                self._fail(work.ref.uri, outcome.failure or "task failed")
+            self._fail(works[0].ref.uri, outcome.failure or "task failed")
             return
         for result in outcome.results:
             if isinstance(result.work, HashWork):

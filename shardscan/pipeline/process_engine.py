@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -17,57 +18,80 @@ class ProcessEngine:
 
     Workers are started from a fork server, so a driver that already runs store client
     threads (s3fs, gcsfs) never forks them. A worker that dies breaks the whole pool in
-    CPython; the pool is then rebuilt and every unfinished task resubmitted, each at most
-    `max_retries` times before it is reported as failed.
+    CPython, and every task in flight is lost with it without saying which one killed it. So
+    the pool is rebuilt and the lost tasks become suspects, run one at a time: a suspect that
+    breaks the pool alone is the culprit, retried up to `max_retries` times, then reported as
+    failed; the innocent ones simply complete.
     """
 
-    def __init__(self, workers: int, max_retries: int) -> None:
+    def __init__(self, workers: int, max_retries: int,
+                 task_fn: Callable[[Task], list[WorkResult]] = run_task) -> None:
+        """`task_fn` replaces `run_task` for fault-injection tests (a module-level function)."""
         self.slots = max(1, workers)
+        self.task_fn = task_fn
         self.max_retries = max_retries
         self._ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
         if os.name == "posix":
             self._ctx.set_forkserver_preload(["shardscan.pipeline.tasks"])
         self._pool = self._new_pool()
         self._futures: dict[Future[list[WorkResult]], Task] = {}
+        self._waiting: deque[Task] = deque()
+        self._suspects: deque[Task] = deque()
         self._tries: dict[int, int] = {}
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.slots, mp_context=self._ctx)
 
     def submit(self, task: Task) -> None:
-        self._futures[self._pool.submit(run_task, task)] = task
+        self._waiting.append(task)
+        self._launch()
+
+    def _launch(self) -> None:
+        if self._suspects:
+            if not self._futures:
+                task = self._suspects.popleft()
+                self._futures[self._pool.submit(self.task_fn, task)] = task
+            return
+        while self._waiting:
+            task = self._waiting.popleft()
+            self._futures[self._pool.submit(self.task_fn, task)] = task
 
     def pending(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._waiting) + len(self._suspects)
 
     def completed(self) -> Iterator[TaskOutcome]:
+        self._launch()
         if not self._futures:
             return
         done, _ = wait(self._futures, return_when=FIRST_COMPLETED)
-        broken: list[Task] = []
+        broken = False
         for future in done:
             task = self._futures.pop(future)
             try:
                 yield TaskOutcome(task, future.result())
             except BrokenProcessPool:
-                broken.append(task)
+                self._futures[future] = task  # lost with the others; sorted out below
+                broken = True
             except Exception as exc:  # a task that raised (should not happen: run_task catches)
                 yield TaskOutcome(task, failure=f"worker failed: {type(exc).__name__}: {exc}")
         if broken:
-            yield from self._recover(broken)
+            yield from self._recover()
+        self._launch()
 
-    def _recover(self, broken: list[Task]) -> Iterator[TaskOutcome]:
-        """Rebuild the pool; resubmit the tasks it lost, unless they used up their tries."""
-        lost = broken + list(self._futures.values())
+    def _recover(self) -> Iterator[TaskOutcome]:
+        lost = list(self._futures.values())
         self._futures.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
-        for task in lost:
-            tries = self._tries[id(task)] = self._tries.get(id(task), 0) + 1
-            if tries > self.max_retries:
-                yield TaskOutcome(task, failure=f"worker died {tries} times running this object's task")
-            else:
-                self.submit(task)
+        if len(lost) > 1:
+            self._suspects.extend(lost)
+            return
+        (task,) = lost
+        tries = self._tries[id(task)] = self._tries.get(id(task), 0) + 1
+        if tries > self.max_retries:
+            yield TaskOutcome(task, failure=f"worker died {tries} times running this task")
+        else:
+            self._suspects.appendleft(task)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -17,6 +17,7 @@ from shardscan.model import ObjectReport, ScanRun
 from shardscan.pipeline.driver import Pipeline, PipelineSettings, Totals, new_scan_id
 from shardscan.pipeline.engines import Engine, InlineEngine, default_workers
 from shardscan.pipeline.runner import ScanOptions
+from shardscan.pipeline.tasks import run_task
 
 ENGINES = ("local", "ray")
 
@@ -38,8 +39,8 @@ class ScanConfig:
     reuse: bool = True
     #: Recorded in the scans table.
     arguments: dict[str, Any] = field(default_factory=dict)
-    #: For fault-injection tests: what Ray tasks run instead of `run_task`.
-    ray_task_fn: Any = None
+    #: For fault-injection tests: what tasks run instead of `run_task`.
+    task_fn: Any = None
     ray_init: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,16 +51,16 @@ def make_engine(config: ScanConfig, options: ScanOptions, targets: list[str]) ->
     if config.engine == "ray":
         from shardscan.pipeline.ray_engine import RayEngine
 
-        return RayEngine(config.ray_address, config.workers, retries, config.ray_init, config.ray_task_fn)
+        return RayEngine(config.ray_address, config.workers, retries, config.ray_init, config.task_fn)
     if config.engine != "local":
         raise ValueError(f"unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
     workers = config.workers or default_workers()
     single_file = len(targets) == 1 and "://" not in targets[0] and os.path.isfile(targets[0])
-    if workers == 1 or single_file:
+    if (workers == 1 or single_file) and config.task_fn is None:
         return InlineEngine()
     from shardscan.pipeline.process_engine import ProcessEngine
 
-    return ProcessEngine(workers, retries)
+    return ProcessEngine(workers, retries, config.task_fn or run_task)
 
 
 def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
