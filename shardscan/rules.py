@@ -213,6 +213,12 @@ RULES: tuple[Rule, ...] = (
     Rule("FMT005", W, "Coverage incomplete",
          "Part of the file was not inspected (size or time limit, unreadable part).",
          ()),
+    # --- SRC: sources (pointers to models held elsewhere) ---
+    Rule("SRC001", W, "Pointer could not be resolved: the model it names was not scanned",
+         "A pointer (a .dvc file, an MLflow registry entry) names model files whose bytes were not "
+         "found in the local cache or any reachable remote. Those files were not scanned: coverage "
+         "is incomplete until they are fetched (dvc pull) or the remote is reachable.",
+         ("https://dvc.org/doc/user-guide/project-structure/dvc-files",)),
     # --- BLK: user patterns ---
     Rule("BLK001", C, "Name matches a user blacklist pattern",
          "A model, member or imported global matches a pattern given with --blacklist.",

@@ -7,6 +7,8 @@ import pytest
 from shardscan.model import ObjectReport
 from shardscan.pipeline.runner import Runner, ScanOptions
 
+pytest_plugins = ["tests.servers.fixtures", "tests.servers.hf_fixture", "tests.servers.ray_cluster"]
+
 
 @pytest.fixture
 def scan_bytes(tmp_path: Path):

@@ -23,7 +23,6 @@ from shardscan.pipeline.runner import ScanOptions
 from shardscan.pipeline.session import ScanConfig, scan
 from shardscan.pipeline.tasks import Task, run_task
 from tests.samples import ATTACKS, INNER
-from tests.servers.ray_cluster import ray_cluster  # noqa: F401
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benign"
 #: A chunk budget small enough that the big sample is hashed by several tasks.
@@ -69,7 +68,7 @@ def _scan(root: Path, **config) -> list[tuple]:
     return _summary(run)
 
 
-def test_local_and_ray_engines_agree_for_any_worker_count(mixed: Path, ray_cluster):  # noqa: F811
+def test_local_and_ray_engines_agree_for_any_worker_count(mixed: Path, ray_cluster):
     baseline = _scan(mixed, workers=1)
     assert len(baseline) > 60
     assert any(findings for *_, findings in baseline)
@@ -173,14 +172,14 @@ def test_process_pool_worker_death_costs_only_its_object(with_crasher: Path):
     _check_only_the_crasher_failed(run, with_crasher)
 
 
-def test_ray_worker_killed_mid_task_is_retried_then_reported(with_crasher: Path, ray_cluster):  # noqa: F811
+def test_ray_worker_killed_mid_task_is_retried_then_reported(with_crasher: Path, ray_cluster):
     run = scan([str(with_crasher)], ScanOptions(), ScanConfig(engine="ray", workers=2, task_fn=crash_on_marked_object))
     _check_only_the_crasher_failed(run, with_crasher)
     assert "ray task failed" in {o.object.name: o for o in run.objects}[CRASH_NAME].error
 
 
 def test_ray_task_whose_worker_dies_once_succeeds_on_retry(tmp_path: Path, with_crasher: Path,
-                                                          ray_cluster):  # noqa: F811
+                                                          ray_cluster):
     marker = tmp_path / "died-once"
 
     def die_once(task: Task):

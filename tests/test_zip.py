@@ -541,17 +541,28 @@ def test_real_benign_checkpoint_is_clean(path):
     assert not bad
 
 
-def test_timeout_keeps_members_already_found(tmp_path):
+def test_timeout_keeps_members_already_found(tmp_path, monkeypatch):
     import zipfile
 
     from shardscan.pipeline.runner import Runner, ScanOptions
+    from shardscan.scanners.base import ScanContext, ScanTimeout
 
     path = tmp_path / "many.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("evil.pkl", b"\x80\x02cposix\nsystem\nX\n\x00\x00\x00echo pwned\x85R.")
-        for i in range(3000):
+        for i in range(300):
             zf.writestr(f"m{i}.pkl", b"\x80\x04K\x01." * 200)
-    run = Runner(ScanOptions(timeout=0.05)).run([str(path)])
+    # The clock runs out after a fixed number of deadline checks, whatever the machine's load.
+    checks = 0
+
+    def deadline_after_some_members(self):
+        nonlocal checks
+        checks += 1
+        if checks > 100:
+            raise ScanTimeout("scan timed out")
+
+    monkeypatch.setattr(ScanContext, "check_deadline", deadline_after_some_members)
+    run = Runner(ScanOptions()).run([str(path)])
     obj = run.objects[0]
     assert any(f.rule_id == "PKL102" and f.location == "evil.pkl" for f in obj.findings)
     assert obj.status == "error" and "timed out" in obj.error

@@ -29,8 +29,9 @@ from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status
 from shardscan.pipeline.cache import ResultCache
 from shardscan.pipeline.engines import Engine, TaskOutcome
 from shardscan.pipeline.hashing import HASH_BLOCK, aligned_chunk, block_count, content_hash
-from shardscan.pipeline.runner import ScanOptions
+from shardscan.pipeline.runner import PIPELINE_ID, ScanOptions
 from shardscan.pipeline.tasks import HashWork, ScanWork, Task, Work, WorkResult
+from shardscan.scanners.base import finding
 from shardscan.storage.errors import ListingError
 from shardscan.storage.objects import list_objects
 
@@ -212,7 +213,8 @@ class Pipeline:
     def _admit(self, item: ObjectRef | ListingError) -> None:
         self._seq += 1
         if isinstance(item, ListingError):
-            self._emit(ObjectReport(ObjectRef(item.uri, 0), "", Status.ERROR, error=item.message))
+            findings = [finding(item.rule_id, PIPELINE_ID, item.message)] if item.rule_id else []
+            self._emit(ObjectReport(ObjectRef(item.uri, 0), "", Status.ERROR, findings, error=item.message))
             return
         ref = item
         self.totals.listed += 1

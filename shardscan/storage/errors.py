@@ -13,6 +13,8 @@ class ListingError:
 
     uri: str
     message: str
+    #: A rule to report it under (SRC001 for an unresolved pointer); None: a plain error.
+    rule_id: str | None = None
 
 
 _SECRETISH = re.compile(r"(?i)(signature|credential|token|key|secret|password)=[^&\s]+")

@@ -109,8 +109,10 @@ def _hub_path(text: str, rest: str) -> Location:
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise TargetError(f"{text}: expected hf://org/name[@revision][/path]")
     name, _, revision = parts[1].partition("@")
-    revision = unquote(revision) or None
-    return Location("hf", f"{kind}{parts[0]}/{name}", "/".join(p for p in parts[2:] if p), revision)
+    rest = parts[2:]
+    if revision == "refs" and len(rest) >= 2 and rest[0] in ("pr", "convert"):  # refs/pr/1 holds slashes
+        revision, rest = "/".join(["refs", *rest[:2]]), rest[2:]
+    return Location("hf", f"{kind}{parts[0]}/{name}", "/".join(p for p in rest if p), unquote(revision) or None)
 
 
 def _hub_address(text: str) -> Location:
