@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="append scans, objects and findings to the Parquet results store at this "
                             "directory or s3://, gs:// prefix (default: $SHARDSCAN_RESULTS); content "
                             "already scanned under the same policy is reused, not scanned again")
+    fleet.add_argument("--flush-interval", type=_seconds, metavar="SECONDS",
+                       help="publish results to the store at least this often (default: 60); a killed "
+                            "driver loses at most this much, an interrupted one (Ctrl-C) nothing")
     fleet.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: a process pool on this machine (default); ray: Ray tasks on a "
                             "cluster (--ray-address or RAY_ADDRESS; else a local one is started)")
@@ -291,7 +294,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     config = ScanConfig(engine=args.engine, workers=args.workers, chunk_size=args.chunk_size,
                         max_inflight=args.max_inflight, ray_address=args.ray_address, sha256=args.sha256,
-                        results=args.results, reuse=not args.no_cache, arguments=_recorded_arguments(args))
+                        results=args.results, flush_seconds=args.flush_interval, reuse=not args.no_cache,
+                        arguments=_recorded_arguments(args))
     progress: Progress | None = None
 
     def started(pipeline: Any) -> None:

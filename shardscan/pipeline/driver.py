@@ -129,6 +129,12 @@ class Pipeline:
         #: (listing position, report): reports are kept in listing order, whatever finished first.
         self._done: list[tuple[int, ObjectReport]] = []
         self._seq = 0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Stop at the next safe point (from a signal handler): no new work, results of
+        running tasks dropped, every object already reported kept, sinks consistent."""
+        self._stopping = True
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -139,7 +145,7 @@ class Pipeline:
         began = time.monotonic()
         listing: Iterator[ObjectRef | ListingError] | None = iter(list_objects(targets))
         try:
-            while True:
+            while not self._stopping:
                 while listing is not None and self._wants_more():
                     item = next(listing, None)
                     if item is None:
@@ -155,7 +161,8 @@ class Pipeline:
                 for outcome in self.engine.completed():
                     self._inflight_bytes -= outcome.task.nbytes
                     self._on_outcome(outcome)
-        except KeyboardInterrupt:
+            run.interrupted = self._stopping
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
             run.interrupted = True
         finally:
             self.engine.close()

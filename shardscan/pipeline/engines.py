@@ -24,6 +24,10 @@ class TaskOutcome:
     failure: str | None = None
 
 
+#: Longest an engine waits for a result before letting the driver look around.
+WAIT_S = 1.0
+
+
 class Engine(Protocol):
     #: Tasks the engine runs at once; the driver keeps about twice this many in flight.
     slots: int
@@ -31,7 +35,8 @@ class Engine(Protocol):
     def submit(self, task: Task) -> None: ...
 
     def completed(self) -> Iterator[TaskOutcome]:
-        """Block until at least one task finished, then yield every finished one."""
+        """Wait until at least one task finished, then yield every finished one; may return
+        with nothing after about WAIT_S, so the driver can notice a stop request."""
         ...
 
     def pending(self) -> int: ...

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from shardscan.pipeline.engines import TaskOutcome
+from shardscan.pipeline.engines import WAIT_S, TaskOutcome
 from shardscan.pipeline.tasks import Task, WorkResult, run_task
 
 
@@ -40,7 +40,10 @@ class ProcessEngine:
         self._tries: dict[int, int] = {}
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.slots, mp_context=self._ctx)
+        # Workers come from a long-lived fork server; give them the driver's environment as it
+        # is now (store endpoints, credentials), not as it was when the server started.
+        return ProcessPoolExecutor(max_workers=self.slots, mp_context=self._ctx,
+                                   initializer=_adopt_environment, initargs=(dict(os.environ),))
 
     def submit(self, task: Task) -> None:
         self._waiting.append(task)
@@ -63,7 +66,7 @@ class ProcessEngine:
         self._launch()
         if not self._futures:
             return
-        done, _ = wait(self._futures, return_when=FIRST_COMPLETED)
+        done, _ = wait(self._futures, timeout=WAIT_S, return_when=FIRST_COMPLETED)
         broken = False
         for future in done:
             task = self._futures.pop(future)
@@ -95,3 +98,8 @@ class ProcessEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _adopt_environment(environ: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(environ)

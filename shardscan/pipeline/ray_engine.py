@@ -12,11 +12,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from shardscan.pipeline.engines import TaskOutcome
+from shardscan.pipeline.engines import WAIT_S, TaskOutcome
 from shardscan.pipeline.tasks import Task, run_task
-
-#: Seconds `ray.wait` blocks before the driver looks again (progress, Ctrl-C).
-WAIT_TIMEOUT_S = 1.0
 
 
 def _setup_worker_logging() -> None:  # runs in every Ray worker process
@@ -63,7 +60,7 @@ class RayEngine:
     def completed(self) -> Iterator[TaskOutcome]:
         if not self._refs:
             return
-        ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=WAIT_TIMEOUT_S)
+        ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=WAIT_S)
         if not ready:
             return
         ready, _ = self._ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)

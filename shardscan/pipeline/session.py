@@ -7,8 +7,11 @@ started either way writes the same tables.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -35,6 +38,8 @@ class ScanConfig:
     sha256: bool = False
     #: Results store (directory or object-store prefix); None: none.
     results: str | None = None
+    #: Seconds between publications of the results store's parts: what a killed driver loses at most.
+    flush_seconds: float | None = None
     #: Reuse results of unchanged content (fingerprints and content hashes in the store).
     reuse: bool = True
     #: Recorded in the scans table.
@@ -81,7 +86,8 @@ def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
 
         store = ResultsStore(config.results)
         index = store.index(version) if config.reuse else None
-        writer = store.writer(scan_id, started)
+        writer = store.writer(scan_id, started, **(
+            {"part_seconds": config.flush_seconds} if config.flush_seconds else {}))
 
     def sink(report: ObjectReport) -> None:
         if writer is not None:
@@ -91,11 +97,13 @@ def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
 
     engine = make_engine(config, options, targets)
     pipeline = Pipeline(options, engine, settings, scan_id=scan_id, index=index, on_object=sink)
-    if on_start is not None:
-        on_start(pipeline)
     try:
-        run = pipeline.run(targets)
+        with _stop_on_interrupt(pipeline):
+            if on_start is not None:
+                on_start(pipeline)
+            run = pipeline.run(targets)
     except BaseException:
+        engine.close()
         if writer is not None:
             writer.abort({"status": "failed", **_scan_row(config, targets, workers, engine)})
         raise
@@ -106,6 +114,25 @@ def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
         row = _scan_row(config, targets, workers, engine)
         (writer.abort if run.interrupted else writer.close)(row)
     return run
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(pipeline: Pipeline) -> Iterator[None]:
+    """The first Ctrl-C asks the pipeline to stop at a safe point, so the report and the store
+    agree on what finished; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        pipeline.stop()
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _scan_row(config: ScanConfig, targets: list[str], workers: int, engine: Engine) -> dict[str, Any]:
