@@ -19,10 +19,10 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Protocol
 
 from shardscan import __version__
 from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status
@@ -39,6 +39,7 @@ from shardscan.storage.objects import list_objects
 class Prior(Protocol):
     scan_id: str
     n_findings: int
+    format: str
 
 
 class Index(Protocol):
@@ -274,8 +275,8 @@ class Pipeline:
         if prior is None:
             return False
         findings = self.index.findings(obj.hash, prior.scan_id) if prior.n_findings and self.index else []
-        fmt, formats = prior_formats(prior)
-        self._report(obj, Status.REUSED, findings, fmt, formats, prior.scan_id)
+        self._report(obj, Status.REUSED, findings, prior.format, (prior.format,) if prior.format else (),
+                     prior.scan_id)
         return True
 
     def _on_outcome(self, outcome: TaskOutcome) -> None:
@@ -370,13 +371,3 @@ class Pipeline:
         self.totals.errors += report.status == Status.ERROR
         if self.on_object is not None:
             self.on_object(report)
-
-
-def prior_formats(prior: Any) -> tuple[str, tuple[str, ...]]:
-    formats = tuple(getattr(prior, "formats", ()) or ())
-    return (getattr(prior, "format", "") or (formats[0] if formats else "")), formats
-
-
-def sorted_reports(reports: Iterable[ObjectReport]) -> list[ObjectReport]:
-    """Reports in URI order: completion order depends on workers, the report must not."""
-    return sorted(reports, key=lambda r: r.object.uri)

@@ -12,6 +12,7 @@ every content hash and so empties every results store's dedupe index.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import xxhash
 
@@ -38,15 +39,33 @@ def block_digests(reader: RangeReader, start: int, length: int, sha256: hashlib.
         raise ValueError("hash ranges start on a block boundary")
     digests = []
     end = start + length
+    readinto = getattr(reader, "readinto", None)
+    buffer = memoryview(bytearray(min(HASH_BLOCK, length))) if readinto is not None else None
     for offset in range(start, end, HASH_BLOCK):
         want = min(HASH_BLOCK, end - offset)
-        data = reader.read(offset, want)
-        if len(data) != want:
-            raise EOFError(f"object is shorter than listed ({offset + len(data)} < {end} bytes): it changed")
+        if buffer is not None:
+            data: bytes | memoryview = buffer[:want]
+            got = _fill(readinto, offset, data)
+        else:
+            data = reader.read(offset, want)
+            got = len(data)
+        if got != want:
+            raise EOFError(f"object is shorter than listed ({offset + got} < {end} bytes): it changed")
         digests.append(xxhash.xxh3_128_digest(data))
         if sha256 is not None:
             sha256.update(data)
     return digests
+
+
+def _fill(readinto: Callable[[int, memoryview], int], offset: int, view: memoryview) -> int:
+    """Read until `view` is full or the object ends (a read may return less than asked)."""
+    got = 0
+    while got < len(view):
+        n = readinto(offset + got, view[got:])
+        if n <= 0:
+            break
+        got += n
+    return got
 
 
 def content_hash(size: int, digests: list[bytes]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -16,12 +17,12 @@ from shardscan.pipeline.tasks import Task, WorkResult, run_task
 class ProcessEngine:
     """A bounded pool of worker processes (parsing is CPU-bound; threads would share one GIL).
 
-    Workers are started from a fork server, so a driver that already runs store client
-    threads (s3fs, gcsfs) never forks them. A worker that dies breaks the whole pool in
-    CPython, and every task in flight is lost with it without saying which one killed it. So
-    the pool is rebuilt and the lost tasks become suspects, run one at a time: a suspect that
-    breaks the pool alone is the culprit, retried up to `max_retries` times, then reported as
-    failed; the innocent ones simply complete.
+    Workers are forked while the driver runs a single thread, else started from a fork server,
+    so a driver that already runs store client threads (s3fs, gcsfs) never forks them. A
+    worker that dies breaks the whole pool in CPython, and every task in flight is lost with it,
+    without saying which one killed it. So the pool is rebuilt and the lost tasks become
+    suspects, run one at a time: a suspect that breaks the pool alone is the culprit, retried up
+    to `max_retries` times, then reported as failed; the innocent ones simply complete.
     """
 
     def __init__(self, workers: int, max_retries: int,
@@ -30,8 +31,8 @@ class ProcessEngine:
         self.slots = max(1, workers)
         self.task_fn = task_fn
         self.max_retries = max_retries
-        self._ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-        if os.name == "posix":
+        self._ctx = multiprocessing.get_context(_start_method())
+        if self._ctx.get_start_method() == "forkserver":
             self._ctx.set_forkserver_preload(["shardscan.pipeline.tasks"])
         self._pool = self._new_pool()
         self._futures: dict[Future[list[WorkResult]], Task] = {}
@@ -98,6 +99,16 @@ class ProcessEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_method() -> str:
+    """fork when this process runs no other thread (workers start in milliseconds with the
+    scanners already imported); a fork server once store clients run threads, whose locks a
+    fork could copy in a held state; spawn where neither exists."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 def _adopt_environment(environ: dict[str, str]) -> None:

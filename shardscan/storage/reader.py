@@ -61,6 +61,13 @@ class LocalReader:
         self.bytes_read += len(data)
         return data
 
+    def readinto(self, offset: int, buffer: bytearray | memoryview) -> int:
+        """Fill `buffer` from `offset` without allocating: the hashing pass reads every byte
+        of every object, and a fresh 4 MiB bytes object per read costs more than the hash."""
+        n = os.preadv(self._fd, [buffer], offset)
+        self.bytes_read += n
+        return n
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
