@@ -95,14 +95,16 @@ def test_sha256_is_added_on_request(mixed: Path):
     assert obj.content_hash == _independent_hash((mixed / "big.bin").read_bytes())
 
 
-def test_identical_content_is_scanned_once_per_run(mixed: Path):
-    run = scan([str(mixed / "attacks")], ScanOptions(), ScanConfig(workers=1))
-    by_name = {Path(o.object.uri).name: o for o in run.objects}
-    first, copy = by_name[f"{ATTACKS[0][0]}.pkl"], by_name["copy-of-first.pkl"]
-    assert {first.status, copy.status} == {Status.SCANNED, Status.REUSED}
-    assert first.content_hash == copy.content_hash
-    assert [f.key() for f in first.findings] == [f.key() for f in copy.findings]
-    assert first.max_severity == Severity.CRITICAL
+def test_identical_content_is_scanned_once_per_run_with_a_results_store(mixed: Path, tmp_path: Path):
+    for results in (str(tmp_path / "results"), None):
+        run = scan([str(mixed / "attacks")], ScanOptions(), ScanConfig(workers=1, results=results))
+        by_name = {Path(o.object.uri).name: o for o in run.objects}
+        first, copy = by_name[f"{ATTACKS[0][0]}.pkl"], by_name["copy-of-first.pkl"]
+        # Without a store, objects are scanned while they are hashed: both are scanned.
+        assert {first.status, copy.status} == ({Status.SCANNED, Status.REUSED} if results else {Status.SCANNED})
+        assert first.content_hash == copy.content_hash
+        assert [f.key() for f in first.findings] == [f.key() for f in copy.findings]
+        assert first.max_severity == Severity.CRITICAL
 
 
 def test_results_store_rescan_reads_nothing_and_a_change_is_rescanned(tmp_path: Path, mixed: Path):

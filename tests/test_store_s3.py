@@ -191,7 +191,7 @@ def test_access_denied_is_a_listing_error(s3_server, bucket: str, monkeypatch, f
     assert isinstance(err, ListingError)
     assert err.message.startswith("access denied")
     assert READER_SECRET not in err.message
-    (ref,) = _refs(f"s3://{READER_BUCKET}")
+    (ref,) = _refs(f"s3://{READER_BUCKET}/ok.bin")  # the bucket is shared with other tests
     with open_reader(ref) as reader:
         assert reader.read(0, 100) == b"readable"
     # Listed as admin, read as the reader: the GET itself is refused.

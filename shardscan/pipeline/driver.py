@@ -76,6 +76,10 @@ class _Object:
     sha256: str | None = None
     error: str | None = None
     hash: str | None = None
+    #: Scanned while it is hashed (no results store to consult): the report waits for both.
+    speculative: bool = False
+    scan_pending: bool = False
+    scan_result: WorkResult | None = None
 
 
 @dataclass
@@ -246,13 +250,22 @@ class Pipeline:
             self._emit(ObjectReport(ref, "", Status.SKIPPED, error="listed twice in this scan"))
             return
         self._objects[ref.uri] = obj
+        # With no results store there is nothing to look a content hash up in before scanning,
+        # so the scan starts at once, beside the hashing (a small object in the same task).
+        obj.speculative = obj.scan_pending = self.index is None
+        if obj.speculative and ref.size <= self.chunk and not self.settings.sha256:
+            obj.hashes_left = 1
+            self._enqueue(ScanWork(ref, with_hash=True))
+            return
         if self.settings.sha256 or ref.size <= self.chunk:
             obj.hashes_left = 1
             self._enqueue(HashWork(ref, 0, ref.size, sha256=self.settings.sha256))
-            return
-        for start in range(0, ref.size, self.chunk):
-            obj.hashes_left += 1
-            self._enqueue(HashWork(ref, start, min(self.chunk, ref.size - start)))
+        else:
+            for start in range(0, ref.size, self.chunk):
+                obj.hashes_left += 1
+                self._enqueue(HashWork(ref, start, min(self.chunk, ref.size - start)))
+        if obj.speculative:
+            self._enqueue(ScanWork(ref))
 
     def _reuse_by_fingerprint(self, ref: ObjectRef, began: float) -> bool:
         fingerprint = ref.fingerprint()
@@ -312,17 +325,12 @@ class Pipeline:
         if obj is None:
             return  # already reported (an earlier range of it failed)
         obj.bytes_read += result.bytes_read
-        if result.error is not None:
-            self._report(obj, Status.ERROR, [], "", (), None, error=result.error)
+        if not self._add_digests(obj, work.start, result):
             return
-        base = work.start // HASH_BLOCK
-        obj.digests[base : base + len(result.digests)] = result.digests
-        obj.sha256 = result.sha256 or obj.sha256
-        obj.hashes_left -= 1
-        if obj.hashes_left:
+        if obj.speculative:
+            self._finish_speculative(obj)
             return
-        obj.hash = content_hash(obj.ref.size, obj.digests)  # type: ignore[arg-type]
-        obj.digests = []
+        assert obj.hash is not None
         if self._reuse(obj):
             return
         waiting = self._scanning.get(obj.hash)
@@ -332,9 +340,55 @@ class Pipeline:
         self._scanning[obj.hash] = [obj]
         self._enqueue(ScanWork(obj.ref))
 
+    def _add_digests(self, obj: _Object, start: int, result: WorkResult) -> bool:
+        """Record a range's digests; True once the content hash is complete. A range that
+        failed ends the object in error (after its speculative scan, whose findings it keeps)."""
+        if result.error is not None:
+            obj.error = obj.error or result.error
+            if obj.speculative:
+                obj.hashes_left = 0
+                self._finish_speculative(obj)
+            else:
+                self._report(obj, Status.ERROR, [], "", (), None, error=result.error)
+            return False
+        base = start // HASH_BLOCK
+        obj.digests[base : base + len(result.digests)] = result.digests
+        obj.sha256 = result.sha256 or obj.sha256
+        obj.hashes_left -= 1
+        if obj.hashes_left:
+            return False
+        obj.hash = content_hash(obj.ref.size, obj.digests)  # type: ignore[arg-type]
+        obj.digests = []
+        return True
+
+    def _finish_speculative(self, obj: _Object) -> None:
+        """Report once both the hash (or its failure) and the scan are in."""
+        if obj.hashes_left or obj.scan_pending or self._objects.get(obj.ref.uri) is not obj:
+            return
+        result = obj.scan_result
+        assert result is not None
+        fmt = result.formats[0] if result.formats else ""
+        error = obj.error or result.error
+        status = Status.SCANNED if error is None else Status.ERROR
+        if status == Status.SCANNED and obj.hash is not None:
+            self._known.setdefault(obj.hash, _Known(result.findings, fmt, tuple(result.formats)))
+        self._report(obj, status, result.findings, fmt, tuple(result.formats),
+                     self.scan_id if result.findings else None, error=error, duration=result.duration_s)
+
     def _on_scan(self, result: WorkResult) -> None:
         obj = self._objects.get(result.work.ref.uri)
-        if obj is None or obj.hash is None:
+        if obj is None:
+            return
+        if obj.speculative:
+            obj.bytes_read += result.bytes_read
+            obj.scan_pending, obj.scan_result = False, result
+            if isinstance(result.work, ScanWork) and result.work.with_hash:
+                hashed = len(result.digests) == block_count(obj.ref.size)
+                self._add_digests(obj, 0, WorkResult(result.work, digests=result.digests) if hashed
+                                  else WorkResult(result.work, error=result.error or "not hashed"))
+            self._finish_speculative(obj)
+            return
+        if obj.hash is None:
             return
         obj.bytes_read += result.bytes_read
         fmt = result.formats[0] if result.formats else ""

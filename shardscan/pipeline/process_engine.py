@@ -32,8 +32,10 @@ class ProcessEngine:
         self.task_fn = task_fn
         self.max_retries = max_retries
         self._ctx = multiprocessing.get_context(_start_method())
-        if self._ctx.get_start_method() == "forkserver":
-            self._ctx.set_forkserver_preload(["shardscan.pipeline.tasks"])
+        if self._ctx.get_start_method() == "fork":
+            _import_scanners()  # once here, shared by every forked worker
+        elif self._ctx.get_start_method() == "forkserver":
+            self._ctx.set_forkserver_preload(["shardscan.pipeline.tasks", *_scanner_modules()])
         self._pool = self._new_pool()
         self._futures: dict[Future[list[WorkResult]], Task] = {}
         self._waiting: deque[Task] = deque()
@@ -109,6 +111,19 @@ def _start_method() -> str:
     if "fork" in methods and threading.active_count() == 1:
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _scanner_modules() -> list[str]:
+    from shardscan.scanners import registry
+
+    return sorted({entry.target.partition(":")[0] for entry in registry().values()})
+
+
+def _import_scanners() -> None:
+    from shardscan.scanners import registry
+
+    for entry in registry().values():
+        entry.load()
 
 
 def _adopt_environment(environ: dict[str, str]) -> None:

@@ -31,9 +31,12 @@ class HashWork:
 
 @dataclass(frozen=True, slots=True)
 class ScanWork:
-    """Detect and scan a whole object with every scanner its formats call for."""
+    """Detect and scan a whole object with every scanner its formats call for; with
+    `with_hash`, digest its hash blocks first through the same reader (a small object is then
+    one task and one round trip)."""
 
     ref: ObjectRef
+    with_hash: bool = False
 
 
 Work = HashWork | ScanWork
@@ -105,6 +108,8 @@ def _scan(runner: Runner, work: ScanWork) -> WorkResult:
     try:
         with open_reader(work.ref) as reader:
             try:
+                if work.with_hash:
+                    result.digests = block_digests(reader, 0, work.ref.size)
                 unit = runner.scan_content(work.ref.uri, reader, ctx)
             finally:
                 result.bytes_read = reader.bytes_read
