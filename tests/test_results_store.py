@@ -392,11 +392,12 @@ def test_index_fingerprints_and_scanned_hashes(tmp_path: Path) -> None:
     # The fingerprint index is about bytes, not policy: another policy's rows count too.
     assert index.content_hash_for(ObjectRef("s3://bucket/models/z.pkl", 1000, etag="ez").fingerprint()) == "h-z"
 
-    assert index.scanned("h-a") == Prior("scan-1", 2, Severity.CRITICAL, "pickle")
-    assert index.scanned("h-c") == Prior("scan-1", 0, None, "safetensors")
-    assert index.scanned("h-a2") == Prior("scan-2", 1, Severity.CRITICAL, "pickle")
+    assert index.scanned("h-a") == Prior("scan-1", 2, Severity.CRITICAL, "pickle", ("pickle",))
+    assert index.scanned("h-c") == Prior("scan-1", 0, None, "safetensors", ("safetensors",))
+    assert index.scanned("h-a2") == Prior("scan-2", 1, Severity.CRITICAL, "pickle", ("pickle",))
     assert index.scanned("h-z") is None  # scanned under another policy version only
-    assert ResultsStore(root).index("policy-2").scanned("h-z") == Prior("scan-3", 1, Severity.CRITICAL, "pickle")
+    assert ResultsStore(root).index("policy-2").scanned("h-z") == Prior("scan-3", 1, Severity.CRITICAL, "pickle",
+                                                                        ("pickle",))
     assert len(index) == 4  # h-a, h-b, h-c, h-a2
 
 
@@ -480,7 +481,7 @@ def test_memory_store_round_trip_and_index(memory_root: str) -> None:
     assert con.sql("SELECT DISTINCT scan_date FROM findings").fetchall() == [(date(2026, 11, 4),)]
     assert one(con, "SELECT count(*) FROM object_findings") == (5,)
     index = store.index(POLICY)
-    assert index.scanned("h-a") == Prior("scan-1", 2, Severity.CRITICAL, "pickle")
+    assert index.scanned("h-a") == Prior("scan-1", 2, Severity.CRITICAL, "pickle", ("pickle",))
     assert index.content_hash_for(ObjectRef("s3://bucket/models/b.zip", 1000, etag="eb").fingerprint()) == "h-b"
     assert index.findings("h-a", "scan-1") == [EVAL, UNKNOWN]
 

@@ -40,6 +40,7 @@ class Prior(Protocol):
     scan_id: str
     n_findings: int
     format: str
+    formats: tuple[str, ...]
 
 
 class Index(Protocol):
@@ -288,8 +289,7 @@ class Pipeline:
         if prior is None:
             return False
         findings = self.index.findings(obj.hash, prior.scan_id) if prior.n_findings and self.index else []
-        self._report(obj, Status.REUSED, findings, prior.format, (prior.format,) if prior.format else (),
-                     prior.scan_id)
+        self._report(obj, Status.REUSED, findings, prior.format, prior.formats, prior.scan_id)
         return True
 
     def _on_outcome(self, outcome: TaskOutcome) -> None:

@@ -596,8 +596,10 @@ class Prior(NamedTuple):
     scan_id: str
     n_findings: int
     max_severity: Severity | None
-    #: The format that scan detected, so a reused object reports it too.
+    #: The formats that scan detected (its own first, then members'), so a reused object
+    #: reports them too and "which objects hold pickles" finds reused ones.
     format: str = ""
+    formats: tuple[str, ...] = ()
 
 
 #: (a) fingerprint -> content hash from any policy (it is a fact about bytes, not findings). The
@@ -615,7 +617,7 @@ QUALIFY row_number() OVER (PARTITION BY o.fingerprint
 #: then start, then the smallest scan id). Earliest is stable: once chosen it never changes as
 #: later scans reuse it, so every reused row points at the same findings.
 _SCANNED_SQL = """
-SELECT o.content_hash, o.scan_id, o.scan_date, o.n_findings, o.max_severity, o.format
+SELECT o.content_hash, o.scan_id, o.scan_date, o.n_findings, o.max_severity, o.format, o.formats
 FROM objects o LEFT JOIN scans s ON s.scan_id = o.scan_id
 WHERE o.status = 'scanned' AND o.policy_version = ? AND o.content_hash IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY o.content_hash
@@ -681,12 +683,14 @@ class KnownIndex:
                 for fp, content_hash in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
                     index._by_fingerprint[fingerprint_key(fp)] = intern(content_hash)
             reader = con.sql(_SCANNED_SQL, params=[policy_version]).to_arrow_reader(_INDEX_BATCH_ROWS)
+            formats_seen: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per distinct list
             for batch in reader:
-                for content_hash, scan_id, day, n, sev, fmt in zip(*(col.to_pylist() for col in batch.columns),
-                                                                   strict=True):
+                for content_hash, scan_id, day, n, sev, fmt, fmts in zip(
+                        *(col.to_pylist() for col in batch.columns), strict=True):
                     scan_id = intern(scan_id)
+                    formats = formats_seen.setdefault(tuple(fmts or ()), tuple(intern(f) for f in fmts or ()))
                     index._scanned[intern(content_hash)] = (scan_id, n or 0, Severity[sev] if sev else None,
-                                                            intern(fmt or ""))
+                                                            intern(fmt or ""), formats)
                     index._scan_dates.setdefault(scan_id, day)
         finally:
             con.close()
@@ -724,7 +728,7 @@ class KnownIndex:
             max_sev = Severity.parse(max_sev)
         with self._lock:
             content_hash = sys.intern(content_hash)
-            self._scanned.setdefault(content_hash, (sys.intern(scan_id), n, max_sev, ""))
+            self._scanned.setdefault(content_hash, (sys.intern(scan_id), n, max_sev, "", ()))
             if findings:
                 self._pending.setdefault((content_hash, scan_id), list(findings))
             if fingerprint:
