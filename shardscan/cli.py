@@ -295,7 +295,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     config = ScanConfig(engine=args.engine, workers=args.workers, chunk_size=args.chunk_size,
                         max_inflight=args.max_inflight, ray_address=args.ray_address, sha256=args.sha256,
                         results=args.results, flush_seconds=args.flush_interval, reuse=not args.no_cache,
-                        arguments=_recorded_arguments(args))
+                        log_format=args.log_format, arguments=_recorded_arguments(args))
     progress: Progress | None = None
 
     def started(pipeline: Any) -> None:

@@ -205,3 +205,34 @@ def test_inline_engine_runs_tasks_in_this_process(mixed: Path):
     engine.submit(Task(ScanOptions(), (HashWork(ref, 0, ref.size),)))
     (outcome,) = list(engine.completed())
     assert outcome.results is not None and len(outcome.results[0].digests) == 1
+
+
+# --- logs ----------------------------------------------------------------------------------------
+
+def test_json_logs_carry_the_scan_id_from_driver_and_workers(mixed: Path):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "shardscan", "scan", str(mixed / "attacks"), "--workers", "2",
+                           "--no-cache", "-q", "--log-format", "json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert {line["scan_id"] for line in lines} == {lines[0]["scan_id"]}
+    assert [line["event"] for line in lines if line["process"] == "driver"] == ["scan started", "scan finished"]
+    workers = [line for line in lines if line["process"].startswith("worker-")]
+    assert workers and {line["event"] for line in workers} == {"task done"}
+    assert sum(line["items"] for line in workers) >= len(list((mixed / "attacks").iterdir()))
+
+
+def test_ray_workers_log_with_the_scan_id(mixed: Path, ray_cluster):
+    import json
+
+    from ray._private.worker import _global_node
+
+    run = scan([str(mixed / "attacks")], ScanOptions(), ScanConfig(engine="ray", workers=2, log_format="json"))
+    logs = Path(_global_node.get_logs_dir_path())
+    lines = [json.loads(line) for path in logs.glob("worker-*.err") for line in path.read_text().splitlines()
+             if line.startswith("{") and run.scan_id in line]
+    assert lines and {line["event"] for line in lines} == {"task done"}
+    assert all(line["process"].startswith("worker-") for line in lines)

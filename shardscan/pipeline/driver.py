@@ -62,6 +62,8 @@ class PipelineSettings:
     max_inflight: int
     sha256: bool = False
     max_objects_per_task: int = 256
+    #: Workers log each task in this format (None: they do not log).
+    log_format: str | None = None
 
 
 @dataclass
@@ -136,6 +138,7 @@ class Pipeline:
         self._done: list[tuple[int, ObjectReport]] = []
         self._seq = 0
         self._stopping = False
+        self._log = (settings.log_format, self.scan_id) if settings.log_format else None
 
     def stop(self) -> None:
         """Stop at the next safe point (from a signal handler): no new work, results of
@@ -185,7 +188,7 @@ class Pipeline:
 
     def _submit_ready(self, flush: bool) -> None:
         while self._isolated and self.engine.pending() < 2 * self.engine.slots:
-            task = Task(self.options, (self._isolated.popleft(),))
+            task = Task(self.options, (self._isolated.popleft(),), self._log)
             self._inflight_bytes += task.nbytes
             self.engine.submit(task)
         while self._queue and self.engine.pending() < 2 * self.engine.slots:
@@ -215,7 +218,7 @@ class Pipeline:
         for _ in works:
             self._queue.popleft()
         self._queued_bytes -= nbytes
-        return Task(self.options, tuple(works))
+        return Task(self.options, tuple(works), self._log)
 
     def _enqueue(self, work: Work) -> None:
         self._queue.append(work)

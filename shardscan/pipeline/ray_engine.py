@@ -1,9 +1,11 @@
 """The Ray engine: the same tasks as the local engine, as Ray tasks on a cluster.
 
 Workers get work items naming (uri, range) and read the bytes from storage themselves; the
-driver only sees results. Backpressure is the driver's bounded window of tasks in flight
-(`ray.wait` for whichever finishes first). A task whose worker dies is retried by Ray up to
-`max_retries` times; after that its objects are reported as errors and the scan goes on.
+driver only sees results. Workers log (with `--log-format`) to their own stderr, which Ray keeps
+in its session logs (`logs/worker-*.err`) rather than prefixing it into the driver's output.
+Backpressure is the driver's bounded window of tasks in flight (`ray.wait` for whichever
+finishes first). A task whose worker dies is retried by Ray up to `max_retries` times; after
+that its objects are reported as errors and the scan goes on.
 """
 
 from __future__ import annotations
@@ -14,12 +16,6 @@ from typing import Any
 
 from shardscan.pipeline.engines import WAIT_S, TaskOutcome
 from shardscan.pipeline.tasks import Task, run_task
-
-
-def _setup_worker_logging() -> None:  # runs in every Ray worker process
-    from shardscan.logs import configure_from_env
-
-    configure_from_env()
 
 
 class RayEngine:
@@ -37,9 +33,7 @@ class RayEngine:
         if not ray.is_initialized():
             address = address or os.environ.get("RAY_ADDRESS") or None
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": False,
-                                      "runtime_env": {"worker_process_setup_hook": _setup_worker_logging,
-                                                      "env_vars": _forwarded_env()}}
+                                      "configure_logging": False, "runtime_env": {"env_vars": _forwarded_env()}}
             if address is None and workers:
                 kwargs["num_cpus"] = workers
             kwargs.update(init_kwargs or {})
@@ -80,9 +74,9 @@ class RayEngine:
 
 
 def _forwarded_env() -> dict[str, str]:
-    """What workers on other nodes need to behave like the driver: the log settings and the
-    store endpoints. Credentials are not forwarded; each node uses its own."""
-    names = ("SHARDSCAN_LOG_FORMAT", "SHARDSCAN_SCAN_ID", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+    """What workers on other nodes need to reach the same stores as the driver: endpoints,
+    not credentials (each node uses its own)."""
+    names = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
              "AWS_DEFAULT_REGION", "R2_ENDPOINT_URL", "R2_ACCOUNT_ID", "STORAGE_EMULATOR_HOST", "HF_ENDPOINT",
              "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "NO_GCE_CHECK")
     return {name: os.environ[name] for name in names if name in os.environ}

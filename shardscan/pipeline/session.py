@@ -42,6 +42,8 @@ class ScanConfig:
     flush_seconds: float | None = None
     #: Reuse results of unchanged content (fingerprints and content hashes in the store).
     reuse: bool = True
+    #: Log format of the run (None: no logs); workers log their tasks the same way.
+    log_format: str | None = None
     #: Recorded in the scans table.
     arguments: dict[str, Any] = field(default_factory=dict)
     #: For fault-injection tests: what tasks run instead of `run_task`.
@@ -79,7 +81,8 @@ def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
     chunk = config.chunk_size or options.limits.chunk_size
     workers = config.workers or default_workers()
     settings = PipelineSettings(chunk_size=chunk, max_inflight=config.max_inflight or 2 * workers * chunk,
-                                sha256=config.sha256, max_objects_per_task=options.limits.max_objects_per_task)
+                                sha256=config.sha256, max_objects_per_task=options.limits.max_objects_per_task,
+                                log_format=config.log_format)
     store = writer = index = None
     if config.results:
         from shardscan.storage.results import ResultsStore

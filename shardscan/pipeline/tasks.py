@@ -58,6 +58,8 @@ class WorkResult:
 class Task:
     options: ScanOptions
     works: tuple[Work, ...]
+    #: (log format, scan id) when the run logs: the worker logs each task the same way.
+    log: tuple[str, str] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -79,8 +81,17 @@ def _runner(options: ScanOptions) -> Runner:
 def run_task(task: Task) -> list[WorkResult]:
     """Run every work item of a task; an item that fails becomes an error result and the
     others still run."""
+    began = time.monotonic()
     runner = _runner(task.options)
-    return [_hash(work) if isinstance(work, HashWork) else _scan(runner, work) for work in task.works]
+    results = [_hash(work) if isinstance(work, HashWork) else _scan(runner, work) for work in task.works]
+    if task.log is not None:
+        from shardscan.logs import configure_worker, get_logger
+
+        configure_worker(*task.log)
+        get_logger().info("task done", items=len(results), bytes_read=sum(r.bytes_read for r in results),
+                          errors=sum(r.error is not None for r in results),
+                          seconds=round(time.monotonic() - began, 3))
+    return results
 
 
 def _hash(work: HashWork) -> WorkResult:
