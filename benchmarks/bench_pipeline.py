@@ -202,7 +202,7 @@ def tiny_pickle_bytes(i: int) -> bytes:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--gib", type=float, default=3.0, help="size of the mixed directory (default 3 GiB)")
+    ap.add_argument("--gib", type=float, default=4.0, help="size of the mixed directory (default 4 GiB)")
     ap.add_argument("--objects", type=int, default=10_000, help="objects in the rescanned bucket")
     ap.add_argument("--skip", choices=("directory", "rescan"), action="append", default=[])
     args = ap.parse_args()
