@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from shardscan import __version__
 
 if TYPE_CHECKING:
-    from shardscan.model import ScanRun
+    from shardscan.model import ObjectReport, ScanRun
     from shardscan.pipeline.runner import ScanOptions
 
 EXIT_CLEAN = 0
@@ -317,19 +317,27 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
             get_logger().warning("object failed", uri=report.object.uri, error=report.error)
 
-    run = scan(list(args.paths), options, config, on_object=finished_object, on_start=started)
+    # A text report lists what needs attention: a scan of millions of clean objects keeps counts
+    # of them, not their reports.
+    keep_all = args.format != "text" or args.verbose
+    run = scan(list(args.paths), options, config, on_object=finished_object, on_start=started,
+               retain=None if keep_all else _needs_attention)
     if progress is not None:
         progress.finish()
     if args.log_format:
         from shardscan.logs import get_logger
 
-        get_logger().info("scan finished", objects=len(run.objects), findings=len(run.findings),
+        get_logger().info("scan finished", objects=run.total_objects, findings=len(run.findings),
                           exit_code=run.exit_code, interrupted=run.interrupted, duration_s=round(run.duration_s, 3))
     _emit_report(args, run, output)
     if run.interrupted:
         _error("interrupted: the report and the results store hold the objects finished before")
         return EXIT_INTERRUPTED
     return run.exit_code
+
+
+def _needs_attention(report: ObjectReport) -> bool:
+    return bool(report.findings) or report.status not in ("scanned", "reused")
 
 
 def _recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:

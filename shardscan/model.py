@@ -198,6 +198,13 @@ class ScanRun:
     scan_id: str = ""
     #: Stopped before every object was scanned (Ctrl-C): the objects here are all that finished.
     interrupted: bool = False
+    #: Objects finished clean and not kept in `objects` (a text report of a large scan lists
+    #: only what needs attention), by status: they still count in totals.
+    omitted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_objects(self) -> int:
+        return len(self.objects) + sum(self.omitted.values())
 
     @property
     def findings(self) -> list[Finding]:

@@ -104,12 +104,18 @@ def test_s3_bucket_scan_rescan_and_change(s3_server, expected, tmp_path: Path):
     _check_run(first, prefix, expected, results)
     _rescan_reads_nothing(prefix, results, first)
 
+    # Changed to content seen before: read to hash it, then reused. Changed to new content: scanned.
     s3_server.client().put_object(Bucket=bucket, Key="benign/numpy_float32.npy", Body=INNER)
+    s3_server.client().put_object(Bucket=bucket, Key="evil/model.pkl", Body=b"\x80\x04K\x07.")
     third = scan([prefix], ScanOptions(), ScanConfig(workers=2, results=results))
     changed = {o.object.uri.removeprefix(prefix): o for o in third.objects}
-    assert changed.pop("benign/numpy_float32.npy").status == Status.REUSED  # same content as evil/model.pkl
+    known = changed.pop("benign/numpy_float32.npy")
+    assert known.status == Status.REUSED and known.bytes_read == len(INNER)
+    assert known.max_severity == Severity.CRITICAL
+    new = changed.pop("evil/model.pkl")
+    assert new.status == Status.SCANNED and new.findings == [] and new.bytes_read >= 5
     assert {o.status for o in changed.values()} == {Status.REUSED}
-    assert sum(o.bytes_read for o in third.objects) == len(INNER)  # hashed only: its content was known
+    assert sum(o.bytes_read for o in changed.values()) == 0
 
 
 def test_r2_bucket_scan(s3_server, expected, tmp_path: Path, monkeypatch):

@@ -236,3 +236,25 @@ def test_ray_workers_log_with_the_scan_id(mixed: Path, ray_cluster):
              if line.startswith("{") and run.scan_id in line]
     assert lines and {line["event"] for line in lines} == {"task done"}
     assert all(line["process"].startswith("worker-") for line in lines)
+
+
+def test_a_run_can_keep_only_reports_that_need_attention(mixed: Path):
+    full = scan([str(mixed)], ScanOptions(), ScanConfig(workers=2))
+    lean = scan([str(mixed)], ScanOptions(), ScanConfig(workers=2),
+                retain=lambda r: bool(r.findings) or r.status == Status.ERROR)
+    assert lean.total_objects == full.total_objects == len(full.objects)
+    assert [o.object.uri for o in lean.objects] == [o.object.uri for o in full.objects
+                                                    if o.findings or o.status == Status.ERROR]
+    assert sum(lean.omitted.values()) == len(full.objects) - len(lean.objects) > 0
+    assert lean.exit_code == full.exit_code == 1
+
+
+def test_text_report_counts_omitted_clean_objects(tmp_path: Path, capsys):
+    from shardscan.cli import main
+
+    for i in range(3):
+        (tmp_path / f"clean{i}.pkl").write_bytes(b"\x80\x04K\x01.")
+    (tmp_path / "evil.pkl").write_bytes(INNER)
+    assert main(["scan", str(tmp_path), "--no-cache", "--workers", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "4 objects (4 scanned, 0 errors)" in out and "clean0.pkl" not in out and "evil.pkl" in out

@@ -113,7 +113,8 @@ def new_scan_id() -> str:
 class Pipeline:
     def __init__(self, options: ScanOptions, engine: Engine, settings: PipelineSettings, *,
                  scan_id: str | None = None, index: Index | None = None,
-                 on_object: Callable[[ObjectReport], None] | None = None) -> None:
+                 on_object: Callable[[ObjectReport], None] | None = None,
+                 retain: Callable[[ObjectReport], bool] | None = None) -> None:
         self.options = options
         self.engine = engine
         self.settings = settings
@@ -121,6 +122,7 @@ class Pipeline:
         self.scan_id = scan_id or new_scan_id()
         self.index = index
         self.on_object = on_object
+        self.retain = retain
         self.policy_version = options.policy_key()
         self.cache = (ResultCache(options.cache_dir, options.fingerprint())
                       if options.cache_dir is not None else None)
@@ -422,7 +424,11 @@ class Pipeline:
         self._emit(report, obj.seq)
 
     def _emit(self, report: ObjectReport, seq: int | None = None) -> None:
-        self._done.append((self._seq if seq is None else seq, report))
+        assert self._run is not None
+        if self.retain is None or self.retain(report):
+            self._done.append((self._seq if seq is None else seq, report))
+        else:
+            self._run.omitted[report.status] = self._run.omitted.get(report.status, 0) + 1
         self.totals.done += 1
         self.totals.done_bytes += report.object.size if report.status != Status.SKIPPED else 0
         self.totals.errors += report.status == Status.ERROR

@@ -72,9 +72,11 @@ def make_engine(config: ScanConfig, options: ScanOptions, targets: list[str]) ->
 
 def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
          on_object: Callable[[ObjectReport], None] | None = None,
-         on_start: Callable[[Pipeline], None] | None = None) -> ScanRun:
+         on_start: Callable[[Pipeline], None] | None = None,
+         retain: Callable[[ObjectReport], bool] | None = None) -> ScanRun:
     """Scan `targets`; with a results store, every object row and finding is written as it
-    completes, and an interrupted run still leaves a readable store."""
+    completes, and an interrupted run still leaves a readable store. With `retain`, the run
+    keeps only the reports it accepts and counts the others by status."""
     scan_id = new_scan_id()
     started = datetime.now(timezone.utc)
     version = options.policy_key()
@@ -99,7 +101,7 @@ def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
             on_object(report)
 
     engine = make_engine(config, options, targets)
-    pipeline = Pipeline(options, engine, settings, scan_id=scan_id, index=index, on_object=sink)
+    pipeline = Pipeline(options, engine, settings, scan_id=scan_id, index=index, on_object=sink, retain=retain)
     try:
         with _stop_on_interrupt(pipeline):
             if on_start is not None:

@@ -40,7 +40,7 @@ def counts_by_severity(run: ScanRun) -> dict[str, int]:
 
 
 def count_status(run: ScanRun, status: str) -> int:
-    return sum(1 for obj in run.objects if obj.status == status)
+    return sum(1 for obj in run.objects if obj.status == status) + run.omitted.get(status, 0)
 
 
 def was_read(obj: ObjectReport) -> bool:

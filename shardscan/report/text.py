@@ -71,7 +71,7 @@ def render(run: ScanRun, *, verbose: bool = False, color: bool = False) -> str:
 def summary_line(run: ScanRun, *, verbose: bool = False, color: bool = False) -> str:
     """Objects, findings by severity, errors, duration and the verdict on one line."""
     paint = _Paint(color)
-    total = len(run.objects)
+    total = run.total_objects
     parts = [f"{count_status(run, Status.SCANNED)} scanned"]
     reused = count_status(run, Status.REUSED)
     if reused:
