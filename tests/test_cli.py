@@ -411,3 +411,20 @@ def test_startup_imports_nothing_heavy(files):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=files, check=False)
     assert proc.stdout.strip() == "0 []", proc.stderr
+
+
+def test_progress_gives_an_eta_once_the_listing_has_ended():
+    import io
+
+    from shardscan.model import ObjectRef, ObjectReport, Status
+    from shardscan.pipeline.driver import Totals
+    from shardscan.report.progress import Progress
+
+    totals = Totals(listed=3, listed_bytes=3000)
+    progress = Progress(io.StringIO(), lambda: totals)
+    progress.started -= 10  # ten seconds in
+    progress.update(ObjectReport(ObjectRef("a", 1000), "pickle", Status.SCANNED))
+    assert progress.line(progress.started + 10).endswith("; listed 3 so far")
+    totals.listing_done = True
+    line = progress.line(progress.started + 10)
+    assert "1 object, 1000 B in 10.0s" in line and line.endswith("of 3 objects, 2.9 KiB, ETA 20s")
