@@ -15,7 +15,6 @@ from shardscan.model import ObjectRef
 from shardscan.storage import gcs
 from shardscan.storage.errors import ListingError
 from shardscan.storage.objects import list_objects, open_reader
-from shardscan.storage.uri import Location
 
 MiB = 1024 * 1024
 BIG = os.urandom(2 * MiB + 777)
@@ -176,9 +175,9 @@ def test_error_after_some_objects_ends_the_target_with_one_error(gcs_server, mon
 
 def test_forbidden_reads_as_access_denied() -> None:
     """fake-gcs-server has no access control; gcsfs turns a 403 into a bare OSError."""
-    exc = gcs._translate(OSError("Forbidden: b/x/o\nuser lacks storage.objects.list"))
-    assert isinstance(exc, PermissionError)
-    assert gcs._describe_listing_error(Location("gs", "x"), exc).startswith("access denied")
+    forbidden = OSError("Forbidden: b/x/o\nuser lacks storage.objects.list")
+    assert isinstance(gcs._translate(forbidden), PermissionError)
+    assert gcs._describe(forbidden).startswith("access denied")
 
 
 def test_one_filesystem_per_process_and_anonymous_on_emulator(gcs_server) -> None:

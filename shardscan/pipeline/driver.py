@@ -96,14 +96,11 @@ class _Known:
 
 @dataclass
 class Totals:
-    """For progress: what was listed so far, whether the listing ended, and what finished."""
+    """For progress: what was listed so far, and whether the listing ended."""
 
     listed: int = 0
     listed_bytes: int = 0
     listing_done: bool = False
-    done: int = 0
-    done_bytes: int = 0
-    errors: int = 0
 
 
 def new_scan_id() -> str:
@@ -410,7 +407,8 @@ class Pipeline:
             elif status == Status.SCANNED:
                 self._report(other, Status.REUSED, result.findings, fmt, formats, self.scan_id)
             else:
-                self._report(other, Status.ERROR, result.findings, fmt, formats, self.scan_id, error=result.error)
+                self._report(other, Status.ERROR, result.findings, fmt, formats,
+                             self.scan_id if result.findings else None, error=result.error)
 
     def _report(self, obj: _Object, status: str, findings: list[Finding], fmt: str, formats: tuple[str, ...],
                 findings_scan_id: str | None, *, error: str | None = None, duration: float | None = None) -> None:
@@ -429,8 +427,5 @@ class Pipeline:
             self._done.append((self._seq if seq is None else seq, report))
         else:
             self._run.omitted[report.status] = self._run.omitted.get(report.status, 0) + 1
-        self.totals.done += 1
-        self.totals.done_bytes += report.object.size if report.status != Status.SKIPPED else 0
-        self.totals.errors += report.status == Status.ERROR
         if self.on_object is not None:
             self.on_object(report)

@@ -12,11 +12,11 @@ requests are anonymous and go to that host.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from shardscan.model import ObjectRef
+from shardscan.storage.buckets import ClientCache, describe_listing_error, list_bucket
 from shardscan.storage.errors import ListingError, describe_error
 from shardscan.storage.remote import FsspecReader
 from shardscan.storage.uri import Location
@@ -28,56 +28,31 @@ LIST_PAGE_SIZE = 1000
 #: Only what an ObjectRef needs, so a page of a thousand objects stays small.
 _LIST_FIELDS = "items(name,size,etag,generation),nextPageToken"
 
-_lock = threading.Lock()
-_cache: dict[tuple[str, str | None], Any] = {}
-_cache_pid = os.getpid()
-
-
-def clear_cache() -> None:
-    """Forget the cached file system (tests switch emulators and credentials)."""
-    global _cache_pid
-    with _lock:
-        _cache.clear()
-        _cache_pid = os.getpid()
+_clients = ClientCache()
+clear_cache = _clients.clear
 
 
 def filesystem() -> Any:
-    """One gcsfs.GCSFileSystem per endpoint in this process, rebuilt in a forked child (the
-    parent's is bound to an event loop thread that fsspec discards on fork)."""
-    global _cache_pid
+    """The gcsfs.GCSFileSystem for this process and endpoint (see ClientCache)."""
     emulator = os.environ.get("STORAGE_EMULATOR_HOST") or None
-    cache_key = ("gs", emulator)
-    with _lock:
-        if _cache_pid != os.getpid():
-            _cache.clear()
-            _cache_pid = os.getpid()
-        fs = _cache.get(cache_key)
-        if fs is None:
-            # gcsfs 2026.x otherwise swaps in a file system that probes for zonal/HNS buckets
-            # over gRPC first, which waits out a 60 s timeout against an emulator; must be set
-            # before gcsfs is first imported.
-            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-            import gcsfs
 
-            kwargs: dict[str, Any] = {"token": "anon"} if emulator else {}
-            fs = gcsfs.GCSFileSystem(skip_instance_cache=True, **kwargs)
-            _cache[cache_key] = fs
-        return fs
+    def build() -> Any:
+        # gcsfs 2026.x otherwise swaps in a file system that probes for zonal/HNS buckets over
+        # gRPC first, which waits out a 60 s timeout against an emulator; must be set before
+        # gcsfs is first imported.
+        os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+        import gcsfs
 
+        kwargs: dict[str, Any] = {"token": "anon"} if emulator else {}
+        return gcsfs.GCSFileSystem(skip_instance_cache=True, **kwargs)
 
-def _target(location: Location) -> str:
-    return f"{location.scheme}://{location.container}/{location.path}"
+    return _clients.get(("gs", emulator), build)
 
 
 def _ref(location: Location, item: dict[str, Any]) -> ObjectRef:
     generation = item.get("generation")
     return ObjectRef(uri=location.object_uri(item["name"]), size=int(item.get("size", 0)),
                      etag=item.get("etag") or None, version=str(generation) if generation else None)
-
-
-def _is_marker(item: dict[str, Any]) -> bool:
-    """A "folder" made by the console or a tool: a zero-byte name ending in '/'."""
-    return item["name"].endswith("/") and int(item.get("size", 0)) == 0
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -89,37 +64,18 @@ def _translate(exc: BaseException) -> BaseException:
 
 
 def list_objects(location: Location) -> Iterator[ObjectRef | ListingError]:
-    """Objects under `location` in name order, one `objects.list` page at a time.
+    """Objects under `location` in name order, one `objects.list` page at a time (see
+    `buckets.list_bucket` for what a path names and when a target is an error)."""
+    fs = filesystem()
+    bucket = location.container
 
-    A path that is exactly an object's name names that object alone; otherwise it is a folder
-    (`path/`). Any failure, before or after some objects, ends this target with one
-    ListingError; so does a prefix with nothing under it (a mistyped prefix is not clean).
-    """
-    target = _target(location)
-    try:
-        fs = filesystem()
-        bucket, path = location.container, location.path
-        prefix = path
-        if path and not path.endswith("/"):
-            # The name itself sorts first among the names it prefixes.
-            first = _page(fs, bucket, path, max_results=1).get("items") or []
-            if first and first[0]["name"] == path:
-                yield _ref(location, first[0])
-                return
-            if not first:
-                yield ListingError(target, "not found: no object or prefix by that name")
-                return
-            prefix = path + "/"
-        found = 0
-        for item in _pages(fs, bucket, prefix):
-            if not _is_marker(item):
-                found += 1
-                yield _ref(location, item)
-        if not found:
-            yield ListingError(target, "not found: no objects under this prefix" if prefix
-                               else "the bucket holds no objects")
-    except Exception as exc:  # no such bucket, forbidden, network: this target ends here
-        yield ListingError(target, _describe_listing_error(location, exc))
+    def first(prefix: str) -> dict[str, Any] | None:
+        items = _page(fs, bucket, prefix, max_results=1).get("items") or []
+        return items[0] if items else None
+
+    return list_bucket(location, first=first, pages=lambda prefix: _pages(fs, bucket, prefix), key="name",
+                       size="size", ref=lambda item: _ref(location, item),
+                       describe=lambda exc: describe_listing_error(location, exc, _describe))
 
 
 def _page(fs: Any, bucket: str, prefix: str, *, max_results: int, token: str | None = None) -> dict[str, Any]:
@@ -127,11 +83,7 @@ def _page(fs: Any, bucket: str, prefix: str, *, max_results: int, token: str | N
                    pageToken=token, fields=_LIST_FIELDS, json_out=True)
 
 
-def _describe_listing_error(location: Location, exc: BaseException) -> str:
-    """A listing request only fails "not found" when the bucket is missing (the client turns
-    the store's 404 into FileNotFoundError); anything else reads as the store put it."""
-    if isinstance(exc, FileNotFoundError):
-        return f"not found: no such bucket {location.container!r}"
+def _describe(exc: BaseException) -> str:
     return describe_error(_translate(exc))
 
 

@@ -18,11 +18,11 @@ AWS and R2 buckets side by side:
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from shardscan.model import ObjectRef
+from shardscan.storage.buckets import ClientCache, describe_listing_error, list_bucket, target_uri
 from shardscan.storage.errors import ListingError, describe_error
 from shardscan.storage.remote import FsspecReader
 from shardscan.storage.uri import Location
@@ -37,17 +37,8 @@ class R2ConfigError(ValueError):
     """An r2:// target with no R2 endpoint configured."""
 
 
-_lock = threading.Lock()
-_cache: dict[tuple[str, str | None], Any] = {}
-_cache_pid = os.getpid()
-
-
-def clear_cache() -> None:
-    """Forget the cached file systems (tests change credentials and endpoints between cases)."""
-    global _cache_pid
-    with _lock:
-        _cache.clear()
-        _cache_pid = os.getpid()
+_clients = ClientCache()
+clear_cache = _clients.clear
 
 
 def _truthy(value: str | None) -> bool:
@@ -78,32 +69,17 @@ def _settings(scheme: str) -> tuple[str | None, dict[str, Any]]:
 
 
 def filesystem(scheme: str = "s3") -> Any:
-    """One s3fs.S3FileSystem per (scheme, endpoint) in this process.
-
-    Built once because each holds a connection pool and resolved credentials. A forked child
-    gets its own: the parent's instance is bound to the parent's event loop thread, which
-    fsspec discards on fork, so the cache is dropped when the process id changes.
-    """
-    global _cache_pid
+    """The s3fs.S3FileSystem for this process, scheme and endpoint (see ClientCache)."""
     endpoint, kwargs = _settings(scheme)
-    cache_key = (scheme, endpoint)
-    with _lock:
-        if _cache_pid != os.getpid():
-            _cache.clear()
-            _cache_pid = os.getpid()
-        fs = _cache.get(cache_key)
-        if fs is None:
-            import s3fs
 
-            # skip_instance_cache: this module is the cache; fsspec's own would hand back an
-            # instance with stale credentials after clear_cache().
-            fs = s3fs.S3FileSystem(skip_instance_cache=True, **kwargs)
-            _cache[cache_key] = fs
-        return fs
+    def build() -> Any:
+        import s3fs
 
+        # skip_instance_cache: ClientCache is the cache; fsspec's own would hand back an
+        # instance with stale credentials after clear_cache().
+        return s3fs.S3FileSystem(skip_instance_cache=True, **kwargs)
 
-def _target(location: Location) -> str:
-    return f"{location.scheme}://{location.container}/{location.path}"
+    return _clients.get((scheme, endpoint), build)
 
 
 def _ref(location: Location, item: dict[str, Any]) -> ObjectRef:
@@ -111,53 +87,23 @@ def _ref(location: Location, item: dict[str, Any]) -> ObjectRef:
     return ObjectRef(uri=location.object_uri(item["Key"]), size=int(item.get("Size", 0)), etag=etag)
 
 
-def _is_marker(item: dict[str, Any]) -> bool:
-    """A "folder" made by a console or a tool: a zero-byte key ending in '/', not an object."""
-    return item["Key"].endswith("/") and int(item.get("Size", 0)) == 0
-
-
 def list_objects(location: Location) -> Iterator[ObjectRef | ListingError]:
-    """Objects under `location` in the store's listing order, one ListObjectsV2 page at a time.
-
-    A path that is exactly an object's key names that object alone; otherwise it is a folder
-    (`path/`), so `s3://b/models/a` does not also pick up `models/ab`. Any failure, before
-    or after some objects, ends this target with one ListingError. A prefix with nothing under
-    it is a ListingError too: a mistyped prefix must not pass as a clean scan.
-    """
-    target = _target(location)
+    """Objects under `location` in the store's listing order, one ListObjectsV2 page at a time
+    (see `buckets.list_bucket` for what a path names and when a target is an error)."""
     try:
         fs = filesystem(location.scheme)
-        bucket, path = location.container, location.path
-        prefix = path
-        if path and not path.endswith("/"):
-            # The key itself sorts first among the keys it prefixes: one key is enough to tell
-            # an object from a folder (and a missing bucket surfaces here, before any output).
-            first = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=path, MaxKeys=1).get("Contents") or []
-            if first and first[0]["Key"] == path:
-                yield _ref(location, first[0])
-                return
-            if not first:
-                yield ListingError(target, "not found: no object or prefix by that name")
-                return
-            prefix = path + "/"
-        found = 0
-        for item in _pages(fs, bucket, prefix):
-            if not _is_marker(item):
-                found += 1
-                yield _ref(location, item)
-        if not found:
-            yield ListingError(target, "not found: no objects under this prefix" if prefix
-                               else "the bucket holds no objects")
-    except Exception as exc:  # NoSuchBucket, AccessDenied, network: this target ends here
-        yield ListingError(target, _describe_listing_error(location, exc))
+    except R2ConfigError as exc:
+        yield ListingError(target_uri(location), str(exc))
+        return
+    bucket = location.container
 
+    def first(prefix: str) -> dict[str, Any] | None:
+        items = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1).get("Contents") or []
+        return items[0] if items else None
 
-def _describe_listing_error(location: Location, exc: BaseException) -> str:
-    """A listing request only fails "not found" when the bucket is missing (the client turns
-    the store's 404 into FileNotFoundError); anything else reads as the store put it."""
-    if isinstance(exc, FileNotFoundError):
-        return f"not found: no such bucket {location.container!r}"
-    return describe_error(exc)
+    yield from list_bucket(location, first=first, pages=lambda prefix: _pages(fs, bucket, prefix), key="Key",
+                           size="Size", ref=lambda item: _ref(location, item),
+                           describe=lambda exc: describe_listing_error(location, exc, describe_error))
 
 
 def _pages(fs: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
