@@ -289,7 +289,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args, options, output)
 
-    from shardscan.pipeline.session import ScanConfig, scan, totals_of
+    from shardscan.pipeline.session import MissingExtra, ScanConfig, scan, totals_of
     from shardscan.report.progress import Progress
 
     config = ScanConfig(engine=args.engine, workers=args.workers, chunk_size=args.chunk_size,
@@ -320,8 +320,11 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     # A text report lists what needs attention: a scan of millions of clean objects keeps counts
     # of them, not their reports.
     keep_all = args.format != "text" or args.verbose
-    run = scan(list(args.paths), options, config, on_object=finished_object, on_start=started,
-               retain=None if keep_all else _needs_attention)
+    try:
+        run = scan(list(args.paths), options, config, on_object=finished_object, on_start=started,
+                   retain=None if keep_all else _needs_attention)
+    except MissingExtra as exc:
+        raise CliError(str(exc)) from None
     if progress is not None:
         progress.finish()
     if args.log_format:
@@ -501,8 +504,10 @@ def _list_scanners(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     if not args.results:
         args.subparser.error("--results (or SHARDSCAN_RESULTS) names the store to query")
-    from shardscan.storage.query import QueryError, render, run_query
-
+    try:
+        from shardscan.storage.query import QueryError, render, run_query
+    except ImportError as exc:
+        raise CliError(f"query needs {exc.name or exc}: pip install 'shardscan[results]'") from None
     try:
         table = run_query(args.results, args.sql)
     except QueryError as exc:

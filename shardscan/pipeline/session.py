@@ -25,6 +25,18 @@ from shardscan.pipeline.tasks import run_task
 ENGINES = ("local", "ray")
 
 
+class MissingExtra(RuntimeError):
+    """A feature whose libraries are an optional extra that is not installed."""
+
+
+@contextlib.contextmanager
+def _extra(extra: str, feature: str) -> Iterator[None]:
+    try:
+        yield
+    except ImportError as exc:
+        raise MissingExtra(f"{feature} needs {exc.name or exc}: pip install 'shardscan[{extra}]'") from None
+
+
 @dataclass
 class ScanConfig:
     """How a scan runs and where its results go; nothing here changes a finding."""
@@ -58,7 +70,8 @@ def make_engine(config: ScanConfig, options: ScanOptions, targets: list[str]) ->
     if config.engine == "ray":
         from shardscan.pipeline.ray_engine import RayEngine
 
-        return RayEngine(config.ray_address, config.workers, retries, config.ray_init, config.task_fn)
+        with _extra("ray", "--engine ray"):
+            return RayEngine(config.ray_address, config.workers, retries, config.ray_init, config.task_fn)
     if config.engine != "local":
         raise ValueError(f"unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
     workers = config.workers or default_workers()
@@ -80,15 +93,10 @@ def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
     scan_id = new_scan_id()
     started = datetime.now(timezone.utc)
     version = options.policy_key()
-    chunk = config.chunk_size or options.limits.chunk_size
-    workers = config.workers or default_workers()
-    settings = PipelineSettings(chunk_size=chunk, max_inflight=config.max_inflight or 2 * workers * chunk,
-                                sha256=config.sha256, max_objects_per_task=options.limits.max_objects_per_task,
-                                log_format=config.log_format)
-    store = writer = index = None
+    writer = index = None
     if config.results:
-        from shardscan.storage.results import ResultsStore
-
+        with _extra("results", "--results"):
+            from shardscan.storage.results import ResultsStore
         store = ResultsStore(config.results)
         index = store.index(version) if config.reuse else None
         writer = store.writer(scan_id, started, **(
@@ -101,6 +109,10 @@ def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
             on_object(report)
 
     engine = make_engine(config, options, targets)
+    chunk = config.chunk_size or options.limits.chunk_size
+    settings = PipelineSettings(chunk_size=chunk, max_inflight=config.max_inflight or 2 * engine.slots * chunk,
+                                sha256=config.sha256, max_objects_per_task=options.limits.max_objects_per_task,
+                                log_format=config.log_format)
     pipeline = Pipeline(options, engine, settings, scan_id=scan_id, index=index, on_object=sink, retain=retain)
     try:
         with _stop_on_interrupt(pipeline):
@@ -110,13 +122,13 @@ def scan(targets: list[str], options: ScanOptions, config: ScanConfig,
     except BaseException:
         engine.close()
         if writer is not None:
-            writer.abort({"status": "failed", **_scan_row(config, targets, workers, engine)})
+            writer.abort({"status": "failed", **_scan_row(config, targets, engine)})
         raise
     finally:
         if index is not None:
             index.close()
     if writer is not None:
-        row = _scan_row(config, targets, workers, engine)
+        row = _scan_row(config, targets, engine)
         (writer.abort if run.interrupted else writer.close)(row)
     return run
 
@@ -140,9 +152,8 @@ def _stop_on_interrupt(pipeline: Pipeline) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _scan_row(config: ScanConfig, targets: list[str], workers: int, engine: Engine) -> dict[str, Any]:
-    return {"targets": targets, "arguments": config.arguments, "engine": config.engine,
-            "workers": engine.slots if config.engine == "ray" else workers}
+def _scan_row(config: ScanConfig, targets: list[str], engine: Engine) -> dict[str, Any]:
+    return {"targets": targets, "arguments": config.arguments, "engine": config.engine, "workers": engine.slots}
 
 
 def totals_of(pipeline: Pipeline) -> Callable[[], Totals]:
