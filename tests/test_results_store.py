@@ -32,10 +32,9 @@ from shardscan.storage.results import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     TMP_DIR,
-    KnownIndex,
-    Prior,
     ResultsStore,
 )
+from shardscan.storage.results_index import KnownIndex, Prior
 
 POLICY = "policy-1"
 DAY1 = datetime(2026, 11, 4, 9, 30, tzinfo=timezone.utc)
