@@ -7,6 +7,7 @@ where bytes come from, never what is found in them.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import signal
@@ -202,6 +203,12 @@ def test_hub_repo_scan_pins_the_revision_and_rescans_without_downloads(hf_hub, e
     prefix = f"hf://acme/mixed@{sha}/"
     _check_run(first, prefix, expected, results)
     assert hf_hub.counts["tree"] >= 3
+    rows = run_query(results, "select uri, store_sha256, version from objects").to_pylist()
+    for row in rows:  # the hub's LFS sha256 and the pinned commit, as the store gave them
+        key = row["uri"].removeprefix(prefix)
+        lfs = not key.endswith(".npy")
+        assert row["store_sha256"] == (hashlib.sha256(models[key]).hexdigest() if lfs else None), key
+        assert row["version"] == sha
 
     hf_hub.reset_counts()
     _rescan_reads_nothing("https://huggingface.co/acme/mixed/tree/main", results, first)
