@@ -270,3 +270,14 @@ def _wait_for_a_part(results: Path) -> None:
     deadline = time.monotonic() + 60
     while not list(results.glob("objects/*/*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def test_results_store_in_a_bucket(s3_server, expected, tmp_path: Path):
+    bucket = s3_server.make_bucket(_models())
+    audit = s3_server.make_bucket({})
+    results = f"s3://{audit}/shardscan"
+    first = scan([f"s3://{bucket}/"], ScanOptions(), ScanConfig(workers=2, results=results))
+    _check_run(first, f"s3://{bucket}/", expected, results)
+    _rescan_reads_nothing(f"s3://{bucket}/", results, first)
+    keys = [item["Key"] for item in s3_server.client().list_objects_v2(Bucket=audit)["Contents"]]
+    assert keys and all(key.endswith(".parquet") for key in keys)  # no temporary object left behind
