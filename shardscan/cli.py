@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="report names matching PATTERN as CRITICAL (BLK001): a glob if it has "
                            "wildcards, else a case-insensitive substring; repeatable")
     scan.add_argument("--progress", action="store_true",
-                      help="report progress on stderr: objects done, bytes read, rate")
+                      help="report progress on stderr: objects and bytes done, rate, and an ETA once the "
+                           "listing has ended")
     scan.add_argument("--no-cache", action="store_true",
                       help="scan everything again: neither reuse the local result cache "
                            "($XDG_CACHE_HOME/shardscan, else ~/.cache/shardscan; keyed by path, size, "
