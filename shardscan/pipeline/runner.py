@@ -11,7 +11,6 @@ from pathlib import Path
 
 from shardscan.limits import DEFAULT_LIMITS, Limits
 from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Unit, UnitResult
-from shardscan.pipeline.cache import ResultCache
 from shardscan.policy import load_policy
 from shardscan.rules import STRICT_SEVERITY
 from shardscan.scanners import ScannerEntry, registry
@@ -85,8 +84,6 @@ class Runner:
             for fmt in scanner.formats:
                 self.scanners[fmt] = scanner
         self.policy = load_policy()
-        self.cache = (ResultCache(options.cache_dir, options.fingerprint())
-                      if options.cache_dir is not None else None)
 
     def context(self, deadline: float | None) -> ScanContext:
         return ScanContext(policy=self.policy, limits=self.options.limits,
