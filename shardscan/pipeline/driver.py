@@ -10,6 +10,13 @@ Per object the order is fixed:
    run) is reused; otherwise the object is scanned, and objects with the same content that
    turn up meanwhile wait for that one scan.
 
+Without a results store there is nothing to look a hash up in, so an object is scanned beside
+its hashing (a small one in the same task, one read): the report waits for both, and identical
+objects in one run are each scanned.
+
+The planner cuts an object into hash chunks of the chunk budget; the scan of an object is one
+unit, which scanners walk with bounded buffers (they read their structure, not the tensors).
+
 The listing is pulled only as fast as work drains, so a bucket of millions of objects never
 sits in memory, and the in-flight byte budget bounds what workers read at once.
 """
