@@ -213,6 +213,11 @@ RULES: tuple[Rule, ...] = (
     Rule("FMT005", W, "Coverage incomplete",
          "Part of the file was not inspected (size or time limit, unreadable part).",
          ()),
+    # --- STF: SafeTensors ---
+    # --- GGF: GGUF and GGML; TPL: chat templates ---
+    # --- ONX: ONNX ---
+    # --- KER: Keras ---
+    # --- CFG: configuration and code shipped with models ---
     # --- SRC: sources (pointers to models held elsewhere) ---
     Rule("SRC001", W, "Pointer could not be resolved: the model it names was not scanned",
          "A pointer (a .dvc file, an MLflow registry entry) names model files whose bytes were not "

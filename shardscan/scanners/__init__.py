@@ -36,15 +36,27 @@ def _instance(target: str) -> Scanner:
     return getattr(import_module(module), name)()
 
 
-SCANNERS: tuple[ScannerEntry, ...] = (
+#: Scanners of formats. Each format family adds its entry on its own line.
+_FORMAT_SCANNERS: tuple[ScannerEntry, ...] = (
     ScannerEntry("pickle", 1, (fmt.PICKLE,), "shardscan.scanners.pickle.scanner:PickleScanner"),
     ScannerEntry("zip", 1, (fmt.ZIP,), "shardscan.scanners.ziparchive:ZipScanner"),
     ScannerEntry("npy", 1, (fmt.NPY,), "shardscan.scanners.npy:NpyScanner"),
     ScannerEntry("compressed", 1, fmt.COMPRESSED_STREAMS, "shardscan.scanners.compressed:CompressedScanner"),
     ScannerEntry("tar", 1, (fmt.TAR,), "shardscan.scanners.tararchive:TarScanner"),
     ScannerEntry("7z", 1, (fmt.SEVENZ,), "shardscan.scanners.sevenzip:SevenZipScanner"),
-    ScannerEntry("unanalysed", 1, (fmt.EMPTY, fmt.UNKNOWN, *fmt.NOT_ANALYSED, *fmt.EXECUTABLES),
-                 "shardscan.scanners.unanalysed:UnanalysedScanner"),
+    # safetensors scanner
+    # gguf scanner
+    # onnx scanner
+    # keras scanner
+    # text scanner
+)
+_ANALYSED = {f for entry in _FORMAT_SCANNERS for f in entry.formats}
+
+SCANNERS: tuple[ScannerEntry, ...] = (
+    *_FORMAT_SCANNERS,
+    # The fallback: what no scanner above analyses is reported, never silently dropped.
+    ScannerEntry("unanalysed", 1, (fmt.EMPTY, fmt.UNKNOWN, *(f for f in fmt.NOT_ANALYSED if f not in _ANALYSED),
+                                   *fmt.EXECUTABLES), "shardscan.scanners.unanalysed:UnanalysedScanner"),
 )
 
 

@@ -30,6 +30,7 @@ HDF5 = "hdf5"
 SAFETENSORS = "safetensors"
 GGUF = "gguf"
 ONNX = "onnx"
+GGML = "ggml"
 ELF = "elf"
 PE = "pe"
 MACHO = "macho"
@@ -40,7 +41,7 @@ UNKNOWN = "unknown"
 #: Single compressed streams (one member inside).
 COMPRESSED_STREAMS = (GZIP, BZIP2, XZ, LZMA, ZLIB, ZSTD, LZ4)
 #: Formats recognised but not analysed by this version.
-NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, ONNX, TEXT)
+NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, GGML, ONNX, TEXT)
 EXECUTABLES = (ELF, PE, MACHO)
 
 #: (offset, magic, format), checked in order. One row per signature.
@@ -58,6 +59,12 @@ MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x93NUMPY", NPY),
     (0, b"\x89HDF\r\n\x1a\n", HDF5),
     (0, b"GGUF", GGUF),
+    # Legacy llama.cpp files: the magic is a little-endian uint32, so the bytes read reversed.
+    (0, b"lmgg", GGML),               # 'ggml', unversioned
+    (0, b"fmgg", GGML),               # 'ggmf'
+    (0, b"tjgg", GGML),               # 'ggjt'
+    (0, b"algg", GGML),               # 'ggla', LoRA adapters
+    (0, b"asgg", GGML),               # 'ggsa'
     (0, b"\x7fELF", ELF),
     (0, b"\xfe\xed\xfa\xce", MACHO),
     (0, b"\xfe\xed\xfa\xcf", MACHO),
@@ -71,6 +78,7 @@ EXTENSIONS: dict[str, str] = {
     ".pkl": PICKLE, ".pickle": PICKLE, ".p": PICKLE, ".dill": PICKLE, ".joblib": PICKLE,
     ".pt": PICKLE, ".pth": PICKLE,
     ".sav": PICKLE, ".onnx": ONNX, ".safetensors": SAFETENSORS, ".gguf": GGUF,
+    ".ggml": GGML, ".ggmf": GGML, ".ggjt": GGML, ".ggla": GGML, ".ggsa": GGML,
     ".npy": NPY, ".h5": HDF5, ".hdf5": HDF5, ".keras": ZIP, ".npz": ZIP, ".zip": ZIP,
     ".tar": TAR, ".7z": SEVENZ,
 }
