@@ -58,6 +58,12 @@ class Limits:
     #: Largest zip central directory read into memory.
     max_zip_directory: int = 256 * MiB
 
+    # -- SafeTensors ---------------------------------------------------------------------------
+    # -- GGUF and GGML, chat templates ----------------------------------------------------------
+    # -- ONNX -----------------------------------------------------------------------------------
+    # -- Keras ----------------------------------------------------------------------------------
+    # -- configuration and code -----------------------------------------------------------------
+
     # -- the pipeline ------------------------------------------------------------------------
     #: Most bytes of one object a unit covers (`--chunk-size`): what one worker holds at once.
     chunk_size: int = 64 * MiB
