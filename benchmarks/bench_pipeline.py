@@ -29,29 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.inputs import MiB, numpy_pickle, state_dict_pickle, tiny_pickle, torch_zip
+from benchmarks.inputs import MiB, numpy_pickle, safetensors_file, state_dict_pickle, tiny_pickle, torch_zip
 
 READ_BUFFER = 8 * MiB
-
-
-def safetensors_file(path: Path, total_bytes: int, tensor_bytes: int = 64 * MiB) -> Path:
-    """A SafeTensors file of float32 tensors (header written by hand: no library needed)."""
-    import json
-
-    count = max(1, total_bytes // tensor_bytes)
-    header, offset = {}, 0
-    for i in range(count):
-        header[f"layers.{i}.weight"] = {"dtype": "F32", "shape": [tensor_bytes // 4],
-                                        "data_offsets": [offset, offset + tensor_bytes]}
-        offset += tensor_bytes
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    block = os.urandom(MiB)
-    with open(path, "wb") as fh:
-        fh.write(len(raw).to_bytes(8, "little") + raw)
-        for _ in range(offset // MiB):
-            fh.write(block)
-    return path
 
 
 def build_corpus(root: Path, gib: float) -> dict[str, list[Path]]:

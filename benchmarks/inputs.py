@@ -7,6 +7,7 @@ BINPERSID storage tuples. `numpy_pickle` writes a pickle of many NumPy arrays.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -65,4 +66,102 @@ def numpy_pickle(path: Path, total_bytes: int, arrays: int = 1000, protocol: int
 
 def tiny_pickle(path: Path) -> Path:
     path.write_bytes(pickle.dumps({"weight": [0.1, 0.2], "epoch": 3}, protocol=4))
+    return path
+
+
+def safetensors_file(path: Path, total_bytes: int, tensor_bytes: int = 64 * MiB) -> Path:
+    """A SafeTensors file of float32 tensors (header written by hand: no library needed)."""
+    count = max(1, total_bytes // tensor_bytes)
+    header, offset = {}, 0
+    for i in range(count):
+        header[f"layers.{i}.weight"] = {"dtype": "F32", "shape": [tensor_bytes // 4],
+                                        "data_offsets": [offset, offset + tensor_bytes]}
+        offset += tensor_bytes
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    block = os.urandom(MiB)
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw)
+        for _ in range(offset // MiB):
+            fh.write(block)
+    return path
+
+
+def _gguf_string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def gguf_file(path: Path, total_bytes: int, tensor_bytes: int = 64 * MiB) -> Path:
+    """A GGUF v3 file of F32 tensors with llama-style metadata, written field by field."""
+    count = max(1, total_bytes // tensor_bytes)
+    alignment = 32
+    kv = [
+        _gguf_string("general.architecture") + struct.pack("<I", 8) + _gguf_string("llama"),
+        _gguf_string("general.alignment") + struct.pack("<I", 4) + struct.pack("<I", alignment),
+        _gguf_string("general.name") + struct.pack("<I", 8) + _gguf_string("bench"),
+    ]
+    infos = []
+    for i in range(count):
+        infos.append(_gguf_string(f"blk.{i}.weight") + struct.pack("<I", 1) + struct.pack("<Q", tensor_bytes // 4)
+                     + struct.pack("<I", 0) + struct.pack("<Q", i * tensor_bytes))
+    header = b"GGUF" + struct.pack("<IQQ", 3, count, len(kv)) + b"".join(kv) + b"".join(infos)
+    header += b"\x00" * (-len(header) % alignment)
+    block = os.urandom(MiB)
+    with open(path, "wb") as fh:
+        fh.write(header)
+        for _ in range(count * tensor_bytes // MiB):
+            fh.write(block)
+    return path
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def onnx_file(path: Path, total_bytes: int, tensor_bytes: int = 64 * MiB) -> Path:
+    """An ONNX ModelProto of MatMul nodes over float32 initializers, encoded field by field
+    (ModelProto: ir_version 1, graph 7, opset_import 8; GraphProto: node 1, name 2,
+    initializer 5, input 11, output 12; TensorProto: dims 1, data_type 2, name 8, raw_data 9)."""
+    count = max(1, total_bytes // tensor_bytes)
+    block = os.urandom(MiB)
+    raw = block * (tensor_bytes // MiB)
+    nodes, inits = [], []
+    for i in range(count):
+        nodes.append(_field(1, _field(1, f"x{i}".encode()) + _field(1, f"w{i}".encode())
+                            + _field(2, f"x{i + 1}".encode()) + _field(4, b"MatMul")))
+        inits.append(_field(5, _field(1, tensor_bytes // 4) + _field(2, 1) + _field(8, f"w{i}".encode())
+                            + _field(9, raw)))
+    graph = b"".join(nodes) + _field(2, b"bench") + b"".join(inits) + _field(11, _field(1, b"x0")) \
+        + _field(12, _field(1, f"x{count}".encode()))
+    model = _field(1, 8) + _field(2, b"bench") + _field(7, graph) + _field(8, _field(1, b"") + _field(2, 17))
+    path.write_bytes(model)
+    return path
+
+
+def hdf5_file(path: Path, total_bytes: int) -> Path:
+    """An HDF5 file of one float32 dataset (h5py, a dependency of the Keras scanner)."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as fh:
+        data = fh.create_dataset("weights", shape=(total_bytes // 4,), dtype="float32")
+        step = 16 * MiB // 4
+        chunk = np.random.default_rng(0).standard_normal(step).astype(np.float32)
+        for start in range(0, total_bytes // 4, step):
+            data[start:start + step] = chunk[: min(step, total_bytes // 4 - start)]
     return path

@@ -1,0 +1,71 @@
+"""One large file per format: scan time against reading the same bytes.
+
+    python benchmarks/bench_formats.py --workdir /tmp/bench-formats --mb 512
+
+Each file is written byte by byte (no framework needed; h5py for HDF5), the page cache is
+warmed, then `shardscan scan FILE --no-cache -q` (one file: the in-process engine, content hash
+included) is timed against reading the file in a fresh process, best of three each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_scan import RAW_READ
+from benchmarks.inputs import MiB, gguf_file, hdf5_file, numpy_pickle, onnx_file, safetensors_file, torch_zip
+
+FORMATS = {
+    "safetensors": ("model.safetensors", safetensors_file),
+    "gguf": ("model.gguf", gguf_file),
+    "onnx": ("model.onnx", onnx_file),
+    "pytorch zip": ("model.pt", torch_zip),
+    "hdf5": ("model.h5", hdf5_file),
+    "numpy pickle": ("arrays.pkl", numpy_pickle),
+}
+
+
+def best(cmd: list[str], repeat: int = 3) -> tuple[float, str]:
+    times, out = [], ""
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"{cmd} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        out = proc.stdout
+    return min(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--mb", type=int, default=512, help="size of each file in MiB (default 512)")
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="shardscan-formats-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"{'format':<14} {'size':>10} {'scan':>8} {'raw read':>9} {'scan/raw':>9}  verdict")
+    for label, (name, write) in FORMATS.items():
+        path = work / name
+        if not path.exists():
+            size = args.mb * MiB if label != "numpy pickle" else min(args.mb, 100) * 1000 * 1000
+            write(path, size)
+        best([sys.executable, "-c", RAW_READ, str(path)], repeat=1)  # warm the page cache
+        raw, _ = best([sys.executable, "-c", RAW_READ, str(path)])
+        scan, out = best([sys.executable, "-m", "shardscan", "scan", str(path), "--no-cache"])
+        verdict = out.strip().splitlines()[-1].rsplit("verdict: ", 1)[-1] if out.strip() else "?"
+        print(f"{label:<14} {path.stat().st_size / 1e6:8.1f} MB {scan:7.3f}s {raw:8.3f}s {scan / raw:8.2f}x  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
