@@ -59,10 +59,74 @@ class Limits:
     max_zip_directory: int = 256 * MiB
 
     # -- SafeTensors ---------------------------------------------------------------------------
+    #: Largest SafeTensors JSON header parsed: the format's own maximum (the reference loader
+    #: refuses larger headers). It is parsed in memory, up to about 15x its size at worst.
+    max_safetensors_header: int = 100_000_000
+    #: Tensor entries checked per file (counted before the parse too); real files hold at
+    #: most about 1e5, and 1e6 entries take some seconds to parse and check.
+    max_safetensors_tensors: int = 1_000_000
+    #: Dimensions of one tensor shape: NumPy's maximum (64 in NumPy 2); no checkpoint nears it.
+    max_safetensors_rank: int = 64
+    #: Gaps and trailing regions classified (two reads each) and handed to other scanners
+    #: per file; the rest are only reported.
+    max_safetensors_hidden_regions: int = 16
+    #: Bytes of one gap or trailing region handed to the other scanners.
+    max_safetensors_hidden_bytes: int = 256 * MiB
     # -- GGUF and GGML, chat templates ----------------------------------------------------------
+    #: GGUF tensors: the largest published models (MoE with per-expert tensors) hold tens of
+    #: thousands; a count beyond this is a parser DoS, not a model.
+    max_gguf_tensors: int = 1_000_000
+    #: GGUF metadata pairs: real files hold a few dozen (the vocabulary is one array).
+    max_gguf_kv: int = 1_000_000
+    #: Elements of one GGUF metadata array, nested ones included: vocabularies and merges run
+    #: to a few hundred thousand.
+    max_gguf_array_items: int = 16_000_000
+    #: Nesting of GGUF arrays of arrays: the format allows it, no file needs more than one level.
+    max_gguf_array_depth: int = 8
+    #: One GGUF metadata string (chat templates are the longest, tens of KiB).
+    max_gguf_string: int = 64 * MiB
+    #: One GGUF key or tensor name (llama.cpp caps tensor names at 64 bytes).
+    max_gguf_key: int = 64 * KiB
+    #: Characters of one chat template analysed; real ones are under 64 KiB.
+    max_template_chars: int = 1 * MiB
     # -- ONNX -----------------------------------------------------------------------------------
+    #: Nodes walked in all graphs, subgraphs and functions of one model; exported LLM graphs
+    #: hold a few hundred thousand.
+    max_onnx_nodes: int = 5_000_000
+    #: Graphs nested in node attributes (If/Loop/Scan bodies): protobuf's parser refuses
+    #: messages nested deeper than 100, about 32 graph levels.
+    max_onnx_graph_depth: int = 32
+    #: Protobuf message and group nesting, as protobuf's default recursion limit.
+    max_onnx_proto_depth: int = 100
+    #: Protobuf fields walked per model (tensor bytes, types and value_info are skipped, not walked).
+    max_onnx_fields: int = 50_000_000
+    #: Largest string read into memory (names, domains, doc strings, metadata).
+    max_onnx_string: int = 16 * MiB
     # -- Keras ----------------------------------------------------------------------------------
+    #: Largest Keras config attribute read from an HDF5 file (model_config, training_config);
+    #: real model_config attributes are a few KiB to a few MiB (large functional models).
+    max_keras_config_bytes: int = 64 * MiB
+    #: Nesting and values walked in one Keras config (nested Functional/Sequential models
+    #: reach a few dozen levels; a 1,000-layer model has ~100k values).
+    max_keras_config_depth: int = 256
+    max_keras_config_nodes: int = 4_000_000
+    #: Largest Lambda payload decoded (a marshalled lambda is a few hundred bytes).
+    max_keras_lambda_code: int = 4 * MiB
+    #: Bytes libhdf5 may read from one HDF5 file while only its root attributes are wanted
+    #: (superblock, object headers, heaps): a model's weights are never read.
+    max_hdf5_metadata_read: int = 256 * MiB
     # -- configuration and code -----------------------------------------------------------------
+    #: Largest Python source, YAML or template analysed; real modeling files and configs are a
+    #: few hundred KiB at most.
+    max_text_bytes: int = 16 * MiB
+    #: Largest JSON parsed: tokenizer.json of large-vocabulary models reaches 30+ MiB.
+    max_json_bytes: int = 64 * MiB
+    #: JSON/YAML nesting; real configs nest a dozen levels (Keras functional models ~30).
+    max_config_depth: int = 256
+    #: JSON values / YAML nodes walked, counting YAML aliases as expanded (billion laughs).
+    max_config_nodes: int = 4_000_000
+    #: AST nodes walked in one Python file (a 10k-line modeling file has ~150k).
+    max_ast_nodes: int = 2_000_000
 
     # -- the pipeline ------------------------------------------------------------------------
     #: Most bytes of one object a unit covers (`--chunk-size`): what one worker holds at once.

@@ -214,10 +214,320 @@ RULES: tuple[Rule, ...] = (
          "Part of the file was not inspected (size or time limit, unreadable part).",
          ()),
     # --- STF: SafeTensors ---
+    Rule("STF001", W, "SafeTensors header invalid",
+         "The header length, encoding or JSON cannot be read (truncated file, length past the end "
+         "or over the format's 100 MB maximum, not UTF-8, not a JSON object). Loaders refuse the "
+         "file or read it differently; nothing in it was checked beyond this point.",
+         ("https://github.com/huggingface/safetensors#format",)),
+    Rule("STF002", W, "SafeTensors header repeats a key",
+         "The format forbids duplicate keys, yet some parsers keep the first copy and others the "
+         "last: a scanner and a loader can see different tensors or metadata.",
+         ("https://github.com/huggingface/safetensors#format",)),
+    Rule("STF003", W, "SafeTensors tensor entry is malformed",
+         "A tensor entry lacks dtype, shape or data_offsets, names an unknown dtype, or holds sizes "
+         "that are not unsigned 64-bit integers or overflow them. The reference loader refuses it; "
+         "hand-written readers may misread it.",
+         ("https://github.com/huggingface/safetensors#format",)),
+    Rule("STF004", W, "SafeTensors tensor size disagrees with its byte range",
+         "Shape times item size differs from the data_offsets span: a reader that trusts the shape "
+         "reads past the tensor's bytes or leaves some unread.",
+         ("CWE-130",)),
+    Rule("STF005", W, "SafeTensors tensor lies outside the data section",
+         "A tensor's data_offsets end beyond the file: a truncated file, or an out-of-bounds read "
+         "in readers that do not check.",
+         ("CWE-125",)),
+    Rule("STF006", W, "SafeTensors tensors overlap",
+         "Two tensors share bytes. The reference loader refuses the layout; others alias the "
+         "tensors, so writing one changes the other.",
+         ("https://github.com/huggingface/safetensors#format",)),
+    Rule("STF007", W, "SafeTensors data section has bytes between tensors",
+         "No tensor covers these bytes: a place to hide a payload (a polyglot or a second stage). "
+         "The reference loader refuses holes for that reason; recognised content in them was "
+         "scanned by the other scanners.",
+         ("https://github.com/huggingface/safetensors#format",)),
+    Rule("STF008", W, "SafeTensors file has bytes after the last tensor",
+         "Bytes after the data no tensor covers: appended archives and pickles make polyglots. The "
+         "reference loader refuses them; recognised content in them was scanned.",
+         ("https://github.com/trailofbits/fickling#pytorch-polyglots",)),
+    Rule("STF009", I, "SafeTensors tensor entries are out of offset order",
+         "Loaders sort entries by offset, so the file loads, but the reference writer never "
+         "produces this order: the file was written or edited by another tool.",
+         ()),
+    Rule("STF010", W, "SafeTensors __metadata__ is not a map of strings",
+         "The format allows only string values in __metadata__; the reference loader refuses the "
+         "file, other readers pass the values through.",
+         ("https://github.com/huggingface/safetensors#format",)),
+    Rule("STF011", W, "SafeTensors metadata holds code, markup or shell commands",
+         "SafeTensors never runs metadata, but tools that render or evaluate it (model cards, web "
+         "UIs, scripts that eval a config string) may: script tags, Python, template injection or "
+         "shell commands have no place in tensor metadata.",
+         ("CWE-94", "CWE-79")),
+    Rule("STF012", I, "SafeTensors metadata names URLs or file paths",
+         "Training tools record sources and paths; listed so that a download location or a "
+         "leaked local path is seen.",
+         ()),
+    Rule("STF013", W, "SafeTensors metadata holds what looks like a secret",
+         "A token, key or password shape (masked in this report). Published weights leak it to "
+         "anyone who downloads them: revoke it.",
+         ("CWE-798",)),
+    Rule("STF014", I, "SafeTensors tensor entries carry undefined fields",
+         "Fields besides dtype, shape and data_offsets are ignored by loaders: a place to carry "
+         "data unseen. Their string values were checked like metadata.",
+         ()),
     # --- GGF: GGUF and GGML; TPL: chat templates ---
+    Rule("GGF001", I, "Legacy GGML-family model file: header checked, tensors not walked",
+         "GGML, GGMF, GGJT, GGLA and GGSA files predate GGUF. Their header (and the vocabulary, "
+         "where the layout is known) was checked, but the tensor records were not walked, and "
+         "current llama.cpp no longer loads them. Convert to GGUF to have the file fully covered.",
+         ("https://github.com/ggml-org/ggml/blob/master/docs/gguf.md",)),
+    Rule("GGF101", W, "GGUF file is corrupt or truncated",
+         "The header, a metadata value or a tensor record does not follow the format (unknown "
+         "version or value type, invalid UTF-8, bytes missing). Loaders disagree on such files and "
+         "ggml readers have crashed on them; what follows the break was not inspected.",
+         ("https://github.com/ggml-org/ggml/blob/master/docs/gguf.md",)),
+    Rule("GGF102", W, "GGUF declares a count or size beyond the parser limits",
+         "A tensor count, metadata count, array length or string length larger than any model "
+         "needs or than the bytes left: the shape of attacks on the memory of ggml readers "
+         "(huge allocations, integer overflow). The parser stopped instead of allocating.",
+         ("CWE-789", "CWE-190")),
+    Rule("GGF103", W, "GGUF tensor description is invalid",
+         "A tensor has too many dimensions, an unknown type, an element count that overflows, a "
+         "row not made of whole quantisation blocks, a misaligned offset or a name llama.cpp "
+         "refuses: loaders reject or misread it.",
+         ("https://github.com/ggml-org/ggml/blob/master/docs/gguf.md",)),
+    Rule("GGF104", W, "GGUF tensor data lies outside the file or overlaps another tensor",
+         "A tensor's bytes run past the end of the file or share bytes with another tensor: "
+         "out-of-bounds reads in loaders that trust the offsets, or data crafted to differ "
+         "between readers.",
+         ("CWE-125",)),
+    Rule("GGF105", W, "GGUF alignment is not a power of two",
+         "general.alignment must be a non-zero power of two (and a uint32); any other value makes "
+         "loaders compute different data offsets.",
+         ("https://github.com/ggml-org/ggml/blob/master/docs/gguf.md",)),
+    Rule("GGF106", W, "GGUF metadata key or tensor name appears twice",
+         "Readers disagree on which copy wins, so a scanner can read a benign chat template while "
+         "the loader renders another. Every copy was analysed.",
+         ()),
+    Rule("GGF107", W, "GGUF metadata string holds embedded binary content",
+         "A metadata value carries a pickle, archive or executable. No loader runs it, but it has "
+         "no reason to be there; its content was scanned as a member.",
+         ()),
+    Rule("TPL101", C, "Chat template walks into Python internals (template injection)",
+         "The template reaches __globals__, __builtins__, __subclasses__, __mro__ or similar. "
+         "Rendered outside a sandbox (llama-cpp-python < 0.2.72 and other servers) it runs "
+         "arbitrary code. Do not load the model; remove the template.",
+         ("CVE-2024-34359", "CWE-1336")),
+    Rule("TPL102", C, "Chat template reaches a command or code-execution call",
+         "The template names os, subprocess, popen, system, eval, exec or an import function: "
+         "rendered outside a sandbox it runs commands on the host.",
+         ("CVE-2024-34359", "CWE-94")),
+    Rule("TPL103", W, "Chat template uses constructs no chat template needs",
+         "Dunder or private attributes, Flask-style request/config/self objects, or statements "
+         "that load other templates: the building blocks of template injection.",
+         ("CWE-1336",)),
+    Rule("TPL104", W, "Chat template could not be fully analysed",
+         "The template does not tokenise as Jinja or exceeds the size bound, so part of it was "
+         "not inspected. A template that fails to parse is also rejected by loaders.",
+         ()),
+    Rule("TPL105", W, "Chat template hides attribute names",
+         "Names are spelled with escapes, assembled from pieces (+, ~, join, format, reverse) or "
+         "computed for |attr(): obfuscation that only serves to slip past pattern-matching "
+         "scanners.",
+         ("CVE-2024-34359",)),
     # --- ONX: ONNX ---
+    Rule("ONX101", W, "ONNX node uses a custom operator domain",
+         "The operator is not built into ONNX or onnxruntime: loading the model needs a custom-op "
+         "library (native code registered with register_custom_ops_library) or functions the loading "
+         "process registers. Load it only with a custom-op library from a trusted source.",
+         ("https://onnxruntime.ai/docs/reference/operators/add-custom-op.html",)),
+    Rule("ONX102", C, "ONNX node runs Python code",
+         "PyOp, PyFunc, PythonOp and onnxruntime-extensions Py* operators call Python at inference; "
+         "onnxruntime's PyOp imports the module and function its attributes name. The model decides "
+         "what code runs.",
+         ("https://github.com/microsoft/onnxruntime-extensions/blob/main/docs/pyop.md",)),
+    Rule("ONX103", C, "ONNX external data path escapes the model directory",
+         "A tensor's external_data location with '..', an absolute path, a drive letter or a symbolic "
+         "link reads an arbitrary file into the tensor at load, and overwrites it when the model is "
+         "saved again.",
+         ("CWE-22", "CVE-2022-25882", "CVE-2024-27318", "CVE-2025-51480")),
+    Rule("ONX104", W, "ONNX external data file is missing or too short",
+         "The file a tensor reads its data from is not next to the model, or is shorter than the "
+         "offset and length the tensor declares: the model does not load, and that data was not "
+         "checked.",
+         ("https://onnx.ai/onnx/repo-docs/ExternalData.html",)),
+    Rule("ONX105", I, "ONNX tensor data is stored in external files",
+         "Tensors name files that are read when the model loads. They are listed so that they are "
+         "scanned with the model; for a model that is not a local file they were not checked.",
+         ("https://onnx.ai/onnx/repo-docs/ExternalData.html",)),
+    Rule("ONX106", W, "ONNX external data entry is malformed",
+         "An external_data entry has an unknown key, a missing or empty location, or an offset or "
+         "length that is not a non-negative integer. onnx sets every key as an attribute, a route to "
+         "corrupt its loader (CVE-2026-34445); no writer produces such entries.",
+         ("CVE-2026-34445",)),
+    Rule("ONX107", W, "ONNX text field holds code",
+         "A doc_string or metadata_props value contains Python, shell or template-injection code. "
+         "ONNX never runs it, but tools that display or template metadata might, and models have no "
+         "reason to carry it (heuristic).",
+         ()),
+    Rule("ONX108", I, "ONNX text field holds a URL",
+         "A doc_string or metadata_props value names a URL; listed for review (heuristic).",
+         ()),
+    Rule("ONX109", I, "ONNX text field holds a credential",
+         "A doc_string or metadata_props value looks like an access key, token, password or private "
+         "key (masked in the report): the producer leaked it (heuristic).",
+         ("CWE-798",)),
+    Rule("ONX110", W, "ONNX model exceeds a parsing limit",
+         "Nodes, subgraph nesting, message nesting, field count or a string size are beyond the ONNX "
+         "limits: a denial-of-service attempt or corruption. The rest of the model was not inspected.",
+         ("CWE-400",)),
+    Rule("ONX111", W, "ONNX model is not valid protobuf",
+         "The bytes do not parse as an ONNX ModelProto (truncated, corrupt, or not ONNX), so the model "
+         "was inspected only up to the error.",
+         ()),
     # --- KER: Keras ---
+    Rule("KER001", C, "Keras Lambda bytecode reaches a dangerous capability",
+         "A Lambda layer's function is marshalled CPython bytecode, rebuilt and run when the model "
+         "is loaded (always by Keras 2 and by Keras 3 for .h5 files; with safe_mode=False for "
+         ".keras). Its names and constants, decoded statically, reach a denylisted callable "
+         "(os, subprocess, eval, socket...). Do not load it.",
+         ("CVE-2024-3660", "CVE-2025-9905", "CWE-94")),
+    Rule("KER002", W, "Keras Lambda layer carries Python bytecode",
+         "Lambda layers serialise their function as marshalled bytecode that runs on load: always "
+         "in Keras 2 and for .h5 in Keras 3 (safe_mode is ignored there), with safe_mode=False for "
+         ".keras. Nothing dangerous was recognised in it, but it is arbitrary code: load only from "
+         "trusted producers, or rebuild the layer in code.",
+         ("CVE-2024-3660", "CVE-2025-9905")),
+    Rule("KER003", C, "Keras config references a dangerous callable by module",
+         "A layer, activation, initializer or Lambda function names a module and callable that "
+         "the policy denies (builtins.exec, os.system, subprocess...). Keras < 3.9 imports any "
+         "module named in a config and calls the function, even with safe_mode=True.",
+         ("CVE-2025-1550", "CWE-502")),
+    Rule("KER004", W, "Keras config references a function outside Keras",
+         "A function is resolved from a module outside keras/tensorflow: Keras < 3.9 imports "
+         "that module while loading (CVE-2025-1550), newer versions need it registered. Review "
+         "that the module is yours and trusted.",
+         ("CVE-2025-1550",)),
+    Rule("KER005", C, "Keras config turns safe mode off or loads another model",
+         "The config calls keras.config.enable_unsafe_deserialization, keras.models.load_model "
+         "or a bytecode loader as a layer function, or passes safe_mode=False: a Keras-namespace "
+         "gadget that lets a later Lambda or a second model run arbitrary code.",
+         ("CVE-2025-9906", "CVE-2025-8747", "GHSA-c9rc-mg46-23w3")),
+    Rule("KER006", C, "Keras config downloads files with keras.utils.get_file",
+         "get_file referenced from a config fetches a URL and writes (or extracts) it to a path "
+         "chosen by the file while the model loads: arbitrary file write or a second-stage "
+         "download.",
+         ("CVE-2025-8747", "CVE-2025-12060")),
+    Rule("KER007", I, "TFOpLambda layers call TensorFlow ops by name",
+         "tf.keras functional models record TensorFlow API calls as TFOpLambda layers that "
+         "resolve the op by its name on load; the ops used are listed.",
+         ()),
+    Rule("KER008", C, "Keras config calls a TensorFlow op that touches files or runs Python",
+         "A TFOpLambda layer or a function reference reaches tf.io file operations, gfile, "
+         "py_function/numpy_function or native library loading: file read/write or code "
+         "execution from the model config.",
+         ("https://www.tensorflow.org/api_docs/python/tf/io/write_file",)),
+    Rule("KER009", I, "Keras config needs custom objects from outside Keras",
+         "Layers or functions registered by another package (registered_name 'pkg>Name', module "
+         "outside keras) need that package's code to load; it runs with the loader's rights.",
+         ("https://keras.io/guides/serialization_and_saving/",)),
+    Rule("KER010", W, "Keras config references a URL or an outside file",
+         "A URL or an absolute or parent-relative path in the config points at content outside "
+         "the model (weights, vocabularies, a model to load, a download target): it was not "
+         "scanned and may be replaced or written.",
+         ("CVE-2025-8747", "CWE-22")),
+    Rule("KER011", W, "Keras model file is malformed",
+         "The HDF5 container or its Keras config attributes could not be read (corrupt, "
+         "truncated, not JSON), so the model config was not inspected.",
+         ()),
+    Rule("KER012", W, "Keras config exceeds an inspection limit",
+         "The config or a Lambda payload is larger or more deeply nested than the limits allow; "
+         "the part beyond them was not inspected.",
+         ()),
+    Rule("KER013", I, "HDF5 file holds no Keras model config",
+         "Plain HDF5 data (or weights only): there is no model config to inspect, and datasets "
+         "are not read.",
+         ()),
     # --- CFG: configuration and code shipped with models ---
+    Rule("CFG001", W, "Config makes the loader run Python code shipped with the model",
+         "auto_map (or custom_pipelines) in a Hugging Face config names modules of the repository "
+         "that transformers imports and runs with trust_remote_code=True. Legitimate for new "
+         "architectures, but that code runs with the user's rights: review the named .py files "
+         "(they are scanned too) and pin the revision.",
+         ("https://huggingface.co/docs/transformers/custom_models", "arXiv:2601.14163")),
+    Rule("CFG002", W, "Config makes the loader run Python code from another repository",
+         "An auto_map entry of the form 'org/repo--module.Class' makes transformers fetch and run "
+         "code from a different repository, which this scan did not see. Fine-tunes of remote-code "
+         "models do this legitimately; the code is unscanned and can change under the pinned "
+         "revision of this repository.",
+         ("https://huggingface.co/docs/transformers/custom_models",)),
+    Rule("CFG003", W, "Config enables trust_remote_code",
+         "A configuration sets trust_remote_code: true, so the loader it drives runs Python code "
+         "from the model repository without asking.",
+         ("https://huggingface.co/docs/transformers/custom_models",)),
+    Rule("CFG101", C, "Python file runs commands or code when imported",
+         "Module-level code (or a class body, decorator or default argument) spawns a process, "
+         "evaluates source, builds code objects, loads native libraries or installs packages. "
+         "Importing the file (transformers does with trust_remote_code) runs it; no modeling file "
+         "needs to.",
+         ("CWE-94", "CWE-78")),
+    Rule("CFG102", C, "Python file contacts the network when imported",
+         "Module-level code opens sockets or HTTP connections: exfiltration or a second-stage "
+         "download the moment the file is imported.",
+         ("CWE-494",)),
+    Rule("CFG103", W, "Python file writes files or deserialises data when imported",
+         "Module-level code writes, moves or removes files, or unpickles data (pickle, torch.load, "
+         "joblib...). Importing a modeling file should have no such side effects.",
+         ("CWE-73", "CWE-502")),
+    Rule("CFG104", W, "Python file imports modules by computed name when imported",
+         "__import__, importlib.import_module or getattr on a sensitive module with a name built at "
+         "run time hides which code is reached from review and from scanners.",
+         ("CWE-470",)),
+    Rule("CFG105", C, "Python source executes an encoded or compressed payload",
+         "exec, eval, compile, a function builder or a deserialiser is fed the output of base64, "
+         "hex, zlib, marshal or codecs decoding: the signature of an obfuscated dropper.",
+         ("CWE-506",)),
+    Rule("CFG106", W, "Python function runs commands, code or network calls",
+         "A function or method spawns processes, evaluates source, loads native code or contacts "
+         "hosts. It runs only when called (not at import), but then with the user's rights.",
+         ("CWE-94",)),
+    Rule("CFG107", I, "Python function writes files, deserialises data or imports by computed name",
+         "Common in loaders and tokenizers; listed so a reviewer sees what the code can touch when "
+         "called.",
+         ()),
+    Rule("CFG201", C, "YAML config calls or builds Python objects through tags",
+         "!!python/object/apply, !!python/object/new (or a python tag naming a denylisted "
+         "callable) make yaml.load with an unsafe loader (Loader, UnsafeLoader, older full_load) "
+         "call arbitrary callables: code execution when the config is read.",
+         ("CVE-2020-14343", "CVE-2017-18342", "https://pyyaml.org/wiki/PyYAMLDocumentation")),
+    Rule("CFG202", W, "YAML config imports Python objects through tags",
+         "!!python/name, !!python/module and !!python/object import a module when read by an "
+         "unsafe loader. INFO when the object is on the allowlist, WARNING when it is unknown.",
+         ("https://pyyaml.org/wiki/PyYAMLDocumentation",)),
+    Rule("CFG203", C, "Hydra _target_ names a dangerous callable",
+         "hydra.utils.instantiate imports and calls the _target_ with the config's arguments; this "
+         "one reaches a denylisted capability (process, eval, file system, network...).",
+         ("https://hydra.cc/docs/advanced/instantiate_objects/overview/",)),
+    Rule("CFG204", I, "Hydra _target_ outside known ML libraries",
+         "instantiate imports and calls this callable; it is neither on the allowlist nor in a "
+         "well-known ML package. Usually the project's own classes: check they ship with the model.",
+         ("https://hydra.cc/docs/advanced/instantiate_objects/overview/",)),
+    Rule("CFG205", W, "MLmodel loads the model through a custom loader module",
+         "A flavor's loader_module is outside mlflow: mlflow.pyfunc.load_model imports it and "
+         "calls its _load_pyfunc.",
+         ("https://mlflow.org/docs/latest/python_api/mlflow.pyfunc.html",)),
+    Rule("CFG206", I, "MLmodel loads code or pickles shipped with the model",
+         "The flavor adds shipped code paths to sys.path or restores the model with "
+         "cloudpickle/pickle; those files are scanned on their own.",
+         ("https://mlflow.org/docs/latest/models.html",)),
+    Rule("CFG301", W, "Configuration or source exceeds a parser limit",
+         "Nesting depth, node count, YAML alias expansion (billion laughs) or AST size is beyond "
+         "any real config or modeling file: a denial-of-service attempt or corruption. The part "
+         "beyond the limit was not analysed.",
+         ("CWE-776",)),
+    Rule("CFG302", I, "Configuration or source does not parse",
+         "The file named as JSON, YAML or Python is not valid (or not UTF-8); the loader would "
+         "reject it too. It was checked by pattern only.",
+         ()),
     # --- SRC: sources (pointers to models held elsewhere) ---
     Rule("SRC001", W, "Pointer could not be resolved: the model it names was not scanned",
          "A pointer (a .dvc file, an MLflow registry entry) names model files whose bytes were not "
@@ -242,4 +552,6 @@ def rule(rule_id: str) -> Rule:
 STRICT_SEVERITY: dict[str, Severity] = {
     "PKL201": C, "PKL202": C, "PKL204": C, "PKL205": C,
     "FMT001": W, "FMT002": W, "FMT005": W,
+    # Coverage the format scanners could not complete or check:
+    "ONX105": W, "GGF001": W, "CFG204": W, "CFG302": W, "KER009": W,
 }

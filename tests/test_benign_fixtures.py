@@ -43,5 +43,9 @@ def test_benign_fixture(path: Path):
 
 def test_whole_directory_exits_clean():
     run = Runner(ScanOptions()).run([str(BENIGN)])
-    assert run.exit_code == 0
+    # The models are clean. generate.py, the generator script, is Python source and is analysed
+    # too: its main() re-executes the interpreter (os.execv), which CFG106 reports when called.
+    loud = {(Path(o.object.uri).name, f.rule_id) for o in run.objects for f in o.findings
+            if f.severity > Severity.INFO}
+    assert loud == {("generate.py", "CFG106")}
     assert len(run.objects) == len(MODELS) + len(NOT_MODELS)

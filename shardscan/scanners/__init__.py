@@ -45,10 +45,12 @@ _FORMAT_SCANNERS: tuple[ScannerEntry, ...] = (
     ScannerEntry("tar", 1, (fmt.TAR,), "shardscan.scanners.tararchive:TarScanner"),
     ScannerEntry("7z", 1, (fmt.SEVENZ,), "shardscan.scanners.sevenzip:SevenZipScanner"),
     # safetensors scanner
+    ScannerEntry("safetensors", 1, (fmt.SAFETENSORS,), "shardscan.scanners.safetensors:SafeTensorsScanner"),
     # gguf scanner
-    # onnx scanner
-    # keras scanner
-    # text scanner
+    ScannerEntry("gguf", 1, (fmt.GGUF, fmt.GGML), "shardscan.scanners.gguf:GgufScanner"),
+    ScannerEntry("onnx", 1, (fmt.ONNX,), "shardscan.scanners.onnx_model:OnnxScanner"),
+    ScannerEntry("keras", 1, (fmt.HDF5,), "shardscan.scanners.keras:KerasH5Scanner"),
+    ScannerEntry("text", 1, (fmt.TEXT,), "shardscan.scanners.text:TextScanner"),
 )
 _ANALYSED = {f for entry in _FORMAT_SCANNERS for f in entry.formats}
 

@@ -41,7 +41,7 @@ UNKNOWN = "unknown"
 #: Single compressed streams (one member inside).
 COMPRESSED_STREAMS = (GZIP, BZIP2, XZ, LZMA, ZLIB, ZSTD, LZ4)
 #: Formats recognised but not analysed by this version.
-NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, GGML, ONNX, TEXT)
+NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, GGML, ONNX, TEXT)  # the fallback takes those no scanner claims
 EXECUTABLES = (ELF, PE, MACHO)
 
 #: (offset, magic, format), checked in order. One row per signature.
@@ -82,6 +82,10 @@ EXTENSIONS: dict[str, str] = {
     ".npy": NPY, ".h5": HDF5, ".hdf5": HDF5, ".keras": ZIP, ".npz": ZIP, ".zip": ZIP,
     ".tar": TAR, ".7z": SEVENZ,
 }
+
+#: Code and configuration read as text even when they are not UTF-8: the text scanner judges
+#: them, where unknown content would only be reported.
+SOURCE_EXTENSIONS = frozenset({".py", ".json", ".yaml", ".yml", ".jinja", ".cfg", ".toml"})
 
 #: Extensions of formats that cannot hold a pickle: a pickle behind one is spoofing.
 CODE_FREE_EXTENSIONS = frozenset({
@@ -166,12 +170,13 @@ def detect(head: bytes, name: str, size: int, tail: bytes = b"") -> Detection:
             primary = fmt
             break
     if primary is None:
-        if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        # SafeTensors first: a header length of 0x280..0x580 starts with what reads as PROTO 2-5.
+        if _is_safetensors(head, size):
+            primary = SAFETENSORS
+        elif len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
             primary, protocol = PICKLE, head[1]
         elif _is_pe(head):
             primary = PE
-        elif _is_safetensors(head, size):
-            primary = SAFETENSORS
         elif _is_zlib(head):
             primary = ZLIB
         elif _is_lzma_alone(head, size):
@@ -190,11 +195,58 @@ def detect(head: bytes, name: str, size: int, tail: bytes = b"") -> Detection:
             primary = ONNX
         elif _is_text(head):
             primary, by = TEXT, "content"
+        elif ext in SOURCE_EXTENSIONS and b"\x00" not in head:
+            primary = TEXT  # code or config in a legacy encoding (latin-1 with a coding cookie)
         else:
             primary = EXTENSIONS.get(ext, UNKNOWN)
             if primary == UNKNOWN:
                 by = "content"
+    primary, by = _onnx_sniff(primary, by, head, size, tail)
     formats = [primary]
     if primary == PICKLE and _has_zip_end(tail):
         formats.append(ZIP)
     return Detection(tuple(formats), by, protocol)
+
+
+#: ONNX ModelProto top-level fields: number -> wire type (0 varint, 2 length-delimited).
+_ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+
+
+def _is_onnx(head: bytes, size: int) -> bool:
+    """An ONNX ModelProto: `ir_version` (field 1, a small varint) first, as every protobuf
+    writer orders it, then only ModelProto fields with their wire types, and a graph or an
+    opset import among them; length prefixes must fit the object."""
+    if len(head) < 4 or head[0] != 0x08 or not 1 <= head[1] <= 0x40:
+        return False
+    pos, seen_graph = 2, False
+    while pos < len(head):
+        tag = value = shift = 0
+        for key in (True, False):  # the tag, then a varint value or a length
+            start, value, shift = pos, 0, 0
+            while pos < len(head) and pos - start < 10:
+                b = head[pos]
+                pos += 1
+                value |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+            else:
+                return seen_graph and pos >= len(head)  # cut by the end of the head, or too long
+            if key:
+                tag = value
+                if _ONNX_FIELDS.get(tag >> 3) != tag & 7:
+                    return False
+        seen_graph = seen_graph or (tag >> 3) in (7, 8)
+        if tag & 7 == 2:
+            if value > size - pos:
+                return False
+            pos += value
+    return seen_graph
+
+
+def _onnx_sniff(primary: str, by: str, head: bytes, size: int, tail: bytes) -> tuple[str, str]:
+    """ONNX found by content where nothing stronger decided: no magic, no zip end record (a
+    zip after a protobuf-looking head stays a zip), only an extension guess or plain text."""
+    if primary == ONNX or (by == "content" and primary not in (TEXT, UNKNOWN)) or _has_zip_end(tail):
+        return primary, by
+    return (ONNX, "content") if _is_onnx(head, size) else (primary, by)

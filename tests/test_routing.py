@@ -1,0 +1,54 @@
+"""Every format reaches its scanner by content, whatever the file is called, and every
+scanner is listed with the formats it takes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from shardscan.cli import main
+from shardscan.model import Severity
+from shardscan.pipeline.runner import Runner, ScanOptions
+from shardscan.scanners import registry
+
+FIXTURES = Path(__file__).parent / "fixtures"
+#: One real file per format (written by its own library), and the format it must be read as.
+ONE_OF_EACH = {
+    "benign/torch_mlp_fp32.pt": "zip",
+    "benign/torch_legacy_state_dict.pt": "pickle",
+    "benign/sklearn_random_forest.joblib.gz": "gzip",
+    "benign/numpy_float32.npy": "npy",
+    "safetensors/multi.safetensors": "safetensors",
+    "gguf/llama3_q8.gguf": "gguf",
+    "onnx/mlp.onnx": "onnx",
+    "keras/sequential.h5": "hdf5",
+    "keras/sequential.keras": "zip",
+    "configs/bert-base-uncased.config.json": "text",
+}
+
+
+def test_one_file_of_each_format_is_routed_by_content_whatever_its_name(tmp_path: Path):
+    for i, source in enumerate(ONE_OF_EACH):
+        shutil.copy(FIXTURES / source, tmp_path / f"blob-{i:02d}.bin")
+    run = Runner(ScanOptions()).run([str(tmp_path)])
+    assert [o.format for o in run.objects] == list(ONE_OF_EACH.values())
+    assert all(o.status == "scanned" for o in run.objects)
+    assert not [f for f in run.findings if f.severity >= Severity.WARNING], run.findings
+    assert not [f for f in run.findings if f.rule_id == "FMT002"]  # every format has its scanner
+
+
+def test_list_scanners_shows_every_scanner_and_its_formats(capsys):
+    assert main(["scan", "--list-scanners", "-f", "json"]) == 0
+    listed = {s["id"]: set(s["formats"]) for s in json.loads(capsys.readouterr().out)}
+    assert listed == {entry.id: set(entry.formats) for entry in registry().values()}
+    for family in ("safetensors", "gguf", "onnx", "keras", "text", "pickle", "zip"):
+        assert family in listed, family
+    assert {"gguf", "ggml"} <= listed["gguf"] and listed["keras"] == {"hdf5"}
+
+
+def test_source_in_a_legacy_encoding_is_still_read_as_code(scan_bytes):
+    source = b"# -*- coding: latin-1 -*-\n# caf\xe9\nimport os\nos.system('echo pwned')\n"
+    report = scan_bytes(source, "setup_model.py")
+    assert report.format == "text"
+    assert {(f.rule_id, f.severity) for f in report.findings} == {("CFG101", Severity.CRITICAL)}
