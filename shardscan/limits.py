@@ -116,6 +116,9 @@ class Limits:
     #: (superblock, object headers, heaps): a model's weights are never read.
     max_hdf5_metadata_read: int = 256 * MiB
     # -- configuration and code -----------------------------------------------------------------
+    # -- TensorFlow and TensorFlow Lite ----------------------------------------------------------
+    # -- PMML, Flax/msgpack and Orbax ------------------------------------------------------------
+    # -- embedded content (executables, secrets, network indicators) -----------------------------
     #: Largest Python source, YAML or template analysed; real modeling files and configs are a
     #: few hundred KiB at most.
     max_text_bytes: int = 16 * MiB

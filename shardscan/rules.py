@@ -528,6 +528,9 @@ RULES: tuple[Rule, ...] = (
          "The file named as JSON, YAML or Python is not valid (or not UTF-8); the loader would "
          "reject it too. It was checked by pattern only.",
          ()),
+    # --- TFG: TensorFlow graphs; TFL: TensorFlow Lite ---
+    # --- PMM: PMML; MPK: Flax/msgpack and Orbax ---
+    # --- BIN: content embedded in any model (executables, secrets, network indicators) ---
     # --- SRC: sources (pointers to models held elsewhere) ---
     Rule("SRC001", W, "Pointer could not be resolved: the model it names was not scanned",
          "A pointer (a .dvc file, an MLflow registry entry) names model files whose bytes were not "

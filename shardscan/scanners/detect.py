@@ -31,6 +31,10 @@ SAFETENSORS = "safetensors"
 GGUF = "gguf"
 ONNX = "onnx"
 GGML = "ggml"
+TFLITE = "tflite"
+TF_GRAPH = "tensorflow"           # SavedModel saved_model.pb, frozen GraphDef .pb, MetaGraph .meta
+MSGPACK = "msgpack"               # Flax/JAX checkpoints
+PMML = "pmml"
 ELF = "elf"
 PE = "pe"
 MACHO = "macho"
@@ -41,7 +45,8 @@ UNKNOWN = "unknown"
 #: Single compressed streams (one member inside).
 COMPRESSED_STREAMS = (GZIP, BZIP2, XZ, LZMA, ZLIB, ZSTD, LZ4)
 #: Formats recognised but not analysed by this version.
-NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, GGML, ONNX, TEXT)  # the fallback takes those no scanner claims
+#: (the fallback scanner takes those that no scanner claims)
+NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, GGML, ONNX, TEXT, TFLITE, TF_GRAPH, MSGPACK, PMML)
 EXECUTABLES = (ELF, PE, MACHO)
 
 #: (offset, magic, format), checked in order. One row per signature.
@@ -71,6 +76,7 @@ MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xce\xfa\xed\xfe", MACHO),
     (0, b"\xcf\xfa\xed\xfe", MACHO),
     (257, b"ustar", TAR),
+    (4, b"TFL3", TFLITE),             # the flatbuffer file identifier
 )
 
 #: Extensions that decide only when the content has no magic of its own.
@@ -79,6 +85,7 @@ EXTENSIONS: dict[str, str] = {
     ".pt": PICKLE, ".pth": PICKLE,
     ".sav": PICKLE, ".onnx": ONNX, ".safetensors": SAFETENSORS, ".gguf": GGUF,
     ".ggml": GGML, ".ggmf": GGML, ".ggjt": GGML, ".ggla": GGML, ".ggsa": GGML,
+    ".tflite": TFLITE, ".pb": TF_GRAPH, ".meta": TF_GRAPH, ".msgpack": MSGPACK, ".flax": MSGPACK,
     ".npy": NPY, ".h5": HDF5, ".hdf5": HDF5, ".keras": ZIP, ".npz": ZIP, ".zip": ZIP,
     ".tar": TAR, ".7z": SEVENZ,
 }
@@ -142,6 +149,10 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 2 <= n <= size - 8 and head[8:9] == b"{"
 
 
+def _is_pmml(head: bytes, ext: str) -> bool:
+    return ext == ".pmml" or b"<PMML" in head[:TEXT_SAMPLE]
+
+
 def _has_zip_end(tail: bytes) -> bool:
     return b"PK\x05\x06" in tail
 
@@ -191,10 +202,10 @@ def detect(head: bytes, name: str, size: int, tail: bytes = b"") -> Detection:
         ext = extension(name)
         if _has_zip_end(tail):
             primary = ZIP
-        elif EXTENSIONS.get(ext) == ONNX:
-            primary = ONNX
+        elif EXTENSIONS.get(ext) in (ONNX, TF_GRAPH, MSGPACK):  # binary formats without magic
+            primary = EXTENSIONS[ext]
         elif _is_text(head):
-            primary, by = TEXT, "content"
+            primary, by = (PMML, "content") if _is_pmml(head, ext) else (TEXT, "content")
         elif ext in SOURCE_EXTENSIONS and b"\x00" not in head:
             primary = TEXT  # code or config in a legacy encoding (latin-1 with a coding cookie)
         else:
