@@ -117,8 +117,42 @@ class Limits:
     max_hdf5_metadata_read: int = 256 * MiB
     # -- configuration and code -----------------------------------------------------------------
     # -- TensorFlow and TensorFlow Lite ----------------------------------------------------------
+    #: Nodes walked in all graphs and library functions of one TensorFlow model (large
+    #: SavedModels hold a few hundred thousand).
+    max_tf_nodes: int = 5_000_000
+    #: Protobuf message nesting and fields walked per TensorFlow file (as the ONNX limits).
+    max_tf_proto_depth: int = 100
+    max_tf_fields: int = 50_000_000
+    #: Largest TensorFlow string read into memory (names, attr strings, Keras metadata JSON).
+    max_tf_string: int = 64 * MiB
+    #: Flatbuffer tables and vector elements visited in one TensorFlow Lite model.
+    max_tflite_items: int = 10_000_000
+    #: Largest TensorFlow Lite string or metadata buffer searched for text.
+    max_tflite_string: int = 16 * MiB
     # -- PMML, Flax/msgpack and Orbax ------------------------------------------------------------
+    #: Largest PMML document parsed: big ensembles exported by sklearn2pmml/JPMML reach a few
+    #: hundred MiB; beyond this the file is reported, not parsed.
+    max_pmml_bytes: int = 1 * GiB
+    #: Bytes of the prolog searched for DOCTYPE and ENTITY declarations.
+    max_pmml_prolog: int = 1 * MiB
+    #: XML nesting: deep decision trees nest a Node per level (a few hundred at most).
+    max_pmml_depth: int = 2_000
+    #: Elements walked: a 500-tree forest of 10k nodes holds about 15 million.
+    max_pmml_elements: int = 50_000_000
+    #: Characters of one Extension (attributes and text) checked for code, URLs and secrets.
+    max_pmml_extension_chars: int = 1 * MiB
+    #: msgpack nesting: Flax parameter trees nest a dozen levels.
+    max_msgpack_depth: int = 256
+    #: msgpack values walked (array data counts as one value): checkpoints hold a few per parameter.
+    max_msgpack_values: int = 20_000_000
+    #: Longest msgpack string analysed (names and config strings are short).
+    max_msgpack_string: int = 16 * MiB
+    #: Embedded payloads (bytes values, unknown ext types) handed to the other scanners per file.
+    max_msgpack_members: int = 64
     # -- embedded content (executables, secrets, network indicators) -----------------------------
+    #: Matches one call of scanners.indicators returns (secrets, URLs, network uses, executables):
+    #: a blob packed with magics or token shapes cannot grow a list without bound.
+    max_indicator_matches: int = 256
     #: Largest Python source, YAML or template analysed; real modeling files and configs are a
     #: few hundred KiB at most.
     max_text_bytes: int = 16 * MiB

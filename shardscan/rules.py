@@ -529,8 +529,148 @@ RULES: tuple[Rule, ...] = (
          "reject it too. It was checked by pattern only.",
          ()),
     # --- TFG: TensorFlow graphs; TFL: TensorFlow Lite ---
+    Rule("TFG001", C, "TensorFlow graph op runs Python",
+         "PyFunc, PyFuncStateless and EagerPyFunc call a Python function registered by the process "
+         "that runs the graph. The body is not serialised (only a token), so the file cannot carry "
+         "the code itself, but running the signature calls whatever Python the loader registered "
+         "under that token: an indicator of a graph built to reach Python.",
+         ("https://www.tensorflow.org/api_docs/python/tf/py_function",)),
+    Rule("TFG002", W, "TensorFlow graph op reads or lists files",
+         "ReadFile, MatchingFiles, file readers, file datasets, ImmutableConst (maps a named memory "
+         "region or file) and similar ops read the file system of whoever runs the signature, with "
+         "paths held in the graph or fed at run time. Serving models do not need them.",
+         ("https://github.com/protectai/modelscan",)),
+    Rule("TFG003", C, "TensorFlow graph op writes files",
+         "WriteFile, PrintV2 with a file:// output_stream, Debug* ops with file:// debug_urls, "
+         "TFRecord/dataset writers and summary file writers write to paths chosen by the graph when "
+         "a signature runs (the ordinary checkpoint ops SaveV2/RestoreV2/MergeV2Checkpoints are not "
+         "reported).",
+         ("https://github.com/protectai/modelscan",)),
+    Rule("TFG004", W, "TensorFlow graph op contacts the network",
+         "RPC ops, tf.data service datasets and Debug* ops with grpc:// debug_urls open network "
+         "connections from the process that runs the signature.",
+         ()),
+    Rule("TFG005", W, "TensorFlow model exceeds a parsing limit",
+         "Nodes, message nesting, field count or a string size are beyond the TensorFlow limits: "
+         "the rest of the graph was not inspected.",
+         ("CWE-400",)),
+    Rule("TFG006", W, "TensorFlow model is not valid protobuf",
+         "The bytes do not parse as the SavedModel, MetaGraphDef or GraphDef the name or content "
+         "suggests (truncated, corrupt, or another protobuf): TensorFlow would refuse it too, and "
+         "it was not inspected past the error.",
+         ()),
+    Rule("TFL001", W, "TensorFlow Lite model uses a custom operator",
+         "A CUSTOM operator code runs a kernel the application registers with its op resolver "
+         "(native code outside the model); the name says which one must be trusted.",
+         ("https://www.tensorflow.org/lite/guide/ops_custom",)),
+    Rule("TFL002", I, "TensorFlow Lite model uses Select TF (Flex) operators",
+         "Flex* custom ops run full TensorFlow kernels through the Flex delegate; the delegate's "
+         "allowlist decides which. Listed so a reviewer sees the model needs TensorFlow at run time.",
+         ("https://www.tensorflow.org/lite/guide/ops_select",)),
+    Rule("TFL003", W, "TensorFlow Lite Flex operator touches files or runs Python",
+         "A Flex op names a TensorFlow op that reads or writes files, contacts the network or runs "
+         "Python (the TFG op tables). It runs if the Flex delegate in use allows it.",
+         ("https://www.tensorflow.org/lite/guide/ops_select",)),
+    Rule("TFL004", W, "TensorFlow Lite buffer lies outside the file",
+         "A buffer's offset/size (the large-model layout) or an operator's opcode index points "
+         "outside what the file holds: corruption, or an attempt to make the runtime read beyond it.",
+         ("CWE-125",)),
+    Rule("TFL005", W, "TensorFlow Lite metadata holds code",
+         "The description or a metadata buffer contains Python, shell or template-injection "
+         "patterns (heuristic, as ONX107).",
+         ("CWE-94",)),
+    Rule("TFL006", I, "TensorFlow Lite metadata holds a URL",
+         "The description or a metadata buffer names a URL; listed for review (heuristic).",
+         ()),
+    Rule("TFL007", I, "TensorFlow Lite metadata holds a credential",
+         "The description or a metadata buffer looks like it holds an access key, token or "
+         "password (masked in the evidence; heuristic).",
+         ("CWE-798",)),
+    Rule("TFL008", W, "TensorFlow Lite model exceeds a parsing limit",
+         "Tables, vector lengths or a string size are beyond the TensorFlow Lite limits: the rest "
+         "of the model was not inspected.",
+         ("CWE-400",)),
+    Rule("TFL009", W, "TensorFlow Lite model is not a valid flatbuffer",
+         "Offsets, vtables or vectors of the Model table point outside the file or are malformed "
+         "(truncated, corrupt, or crafted to crash a reader).",
+         ()),
     # --- PMM: PMML; MPK: Flax/msgpack and Orbax ---
+    Rule("PMM001", C, "PMML declares an external entity or DTD (XXE)",
+         "A DOCTYPE with a SYSTEM or PUBLIC entity or external DTD makes a resolving XML parser "
+         "read local files or fetch URLs when the model is loaded (XML external entities, SSRF). "
+         "PMML needs no DOCTYPE.",
+         ("CWE-611", "https://owasp.org/www-community/vulnerabilities/XML_External_Entity_(XXE)_Processing")),
+    Rule("PMM002", W, "PMML declares internal entities or a DOCTYPE",
+         "Entity declarations expand at parse time (billion laughs) and exhaust a loader's "
+         "memory; PMML needs no DOCTYPE at all.",
+         ("CWE-776",)),
+    Rule("PMM003", W, "PMML is not well-formed XML",
+         "The document does not parse (or its root is not <PMML>): loaders refuse it or read it "
+         "differently. Extensions were checked by pattern only.",
+         ()),
+    Rule("PMM004", I, "PMML references external resources",
+         "A schemaLocation or an Extension names a URL: a validating or extending engine may "
+         "fetch it. Listed so a download location is seen.",
+         ("CWE-829",)),
+    Rule("PMM005", C, "PMML Extension carries code",
+         "An <Extension> holds Python, shell or script code. Engines with scripting extensions "
+         "(Jython/JavaScript transformations) run it when the model is scored.",
+         ("CWE-94",)),
+    Rule("PMM006", W, "PMML Extension declares a script",
+         "An <Extension> is named as a script (script, jython, python, javascript...) or holds "
+         "code-like lines without a recognised dangerous call: engines that run Extension "
+         "scripts would execute it.",
+         ("CWE-94",)),
+    Rule("PMM007", W, "PMML exceeds a parser limit",
+         "Element nesting or count is beyond any real model: a denial-of-service attempt or "
+         "corruption. The rest of the document was not analysed.",
+         ("CWE-400",)),
+    Rule("PMM008", W, "PMML Extension holds what looks like a secret",
+         "A token, key or password shape (masked in this report) in a published model: revoke it.",
+         ("CWE-798",)),
+    Rule("MPK001", W, "msgpack document is malformed",
+         "The Flax/msgpack checkpoint is truncated or does not follow msgpack (bad type byte, "
+         "lengths past the end, invalid UTF-8): the loader refuses it; nothing after the error "
+         "was checked.",
+         ("https://github.com/msgpack/msgpack/blob/master/spec.md",)),
+    Rule("MPK002", W, "msgpack document exceeds a parser limit",
+         "Nesting, value count or a string beyond any real checkpoint: a denial-of-service "
+         "attempt or corruption. The part beyond the limit was not analysed.",
+         ("CWE-400",)),
+    Rule("MPK003", W, "msgpack ext type Flax does not define",
+         "Flax writes ext types 1-3 (ndarray, complex, numpy scalar). Other ext types are decoded "
+         "by whatever hook a custom loader installs; their payloads were classified and scanned.",
+         ()),
+    Rule("MPK004", W, "msgpack value holds another format (pickle, archive, executable)",
+         "Flax never stores pickles or archives: bytes that read as one are a payload for a "
+         "second-stage loader. They were scanned by the other scanners; their findings are listed.",
+         ("CWE-502",)),
+    Rule("MPK005", W, "msgpack array record is malformed or disagrees with its payload",
+         "An ndarray record that is not (shape, dtype, bytes), names an object or unknown dtype, "
+         "or whose shape times item size differs from its data length: np.frombuffer reads past "
+         "or refuses it.",
+         ("CWE-130",)),
+    Rule("MPK006", W, "msgpack string holds code, markup or shell commands",
+         "Checkpoint names and config strings never hold code; tools that render or evaluate "
+         "them might run it.",
+         ("CWE-94",)),
+    Rule("MPK007", I, "msgpack string names URLs or file paths",
+         "Listed so that a download location or a leaked local path is seen.",
+         ()),
+    Rule("MPK008", W, "msgpack string holds what looks like a secret",
+         "A token, key or password shape (masked in this report) in published weights: revoke it.",
+         ("CWE-798",)),
+    Rule("MPK009", W, "msgpack file has bytes after the document",
+         "The Flax loader refuses trailing data; such bytes are a place for a polyglot payload. "
+         "Recognised content in them was scanned.",
+         ()),
     # --- BIN: content embedded in any model (executables, secrets, network indicators) ---
+    Rule("BIN001", C, "Executable embedded in a model",
+         "An ELF, PE or Mach-O binary (header checked, not just its magic) sits inside model data: "
+         "weights and metadata never hold machine code, so it is a dropper's payload or a polyglot "
+         "waiting for a loader bug or a second stage to extract and run it. Scripts and archives found "
+         "the same way are reported by the calling scanner at the severity it judges.",
+         ("CWE-506", "https://attack.mitre.org/techniques/T1027/009/")),
     # --- SRC: sources (pointers to models held elsewhere) ---
     Rule("SRC001", W, "Pointer could not be resolved: the model it names was not scanned",
          "A pointer (a .dvc file, an MLflow registry entry) names model files whose bytes were not "

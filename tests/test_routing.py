@@ -25,7 +25,11 @@ ONE_OF_EACH = {
     "keras/sequential.h5": "hdf5",
     "keras/sequential.keras": "zip",
     "configs/bert-base-uncased.config.json": "text",
+    "tensorflow/tiny.tflite": "tflite",
+    "pmml/logreg.pmml": "pmml",
 }
+#: Binary formats with no magic of their own are routed by their usual names.
+BY_NAME = {"tensorflow/frozen_graph.pb": "tensorflow", "flax/mlp.msgpack": "msgpack"}
 
 
 def test_one_file_of_each_format_is_routed_by_content_whatever_its_name(tmp_path: Path):
@@ -38,11 +42,22 @@ def test_one_file_of_each_format_is_routed_by_content_whatever_its_name(tmp_path
     assert not [f for f in run.findings if f.rule_id == "FMT002"]  # every format has its scanner
 
 
+def test_formats_without_magic_are_routed_by_their_names(tmp_path: Path):
+    paths = []
+    for source in BY_NAME:
+        shutil.copy(FIXTURES / source, tmp_path / Path(source).name)
+        paths.append(str(tmp_path / Path(source).name))
+    run = Runner(ScanOptions()).run(paths)
+    assert [o.format for o in run.objects] == list(BY_NAME.values())
+    assert not [f for f in run.findings if f.severity >= Severity.WARNING or f.rule_id == "FMT002"]
+
+
 def test_list_scanners_shows_every_scanner_and_its_formats(capsys):
     assert main(["scan", "--list-scanners", "-f", "json"]) == 0
     listed = {s["id"]: set(s["formats"]) for s in json.loads(capsys.readouterr().out)}
     assert listed == {entry.id: set(entry.formats) for entry in registry().values()}
-    for family in ("safetensors", "gguf", "onnx", "keras", "text", "pickle", "zip"):
+    for family in ("safetensors", "gguf", "onnx", "keras", "text", "pickle", "zip", "tensorflow", "tflite", "pmml",
+                   "msgpack"):
         assert family in listed, family
     assert {"gguf", "ggml"} <= listed["gguf"] and listed["keras"] == {"hdf5"}
 

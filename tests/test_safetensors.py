@@ -302,6 +302,19 @@ def test_elf_hidden_in_a_gap(scan_bytes):
     assert {"STF007", "FMT003"} <= rules(report)
 
 
+def test_machine_code_hidden_in_a_gap_is_critical(scan_bytes):
+    import struct
+
+    elf = (b"\x7fELF\x02\x01\x01" + b"\0" * 9
+           + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, 0x401000, 64, 0, 0, 64, 56, 1, 64, 0, 0)
+           + b"\x90" * 64)
+    data = st({"a": t("U8", [1], 0, 1), "b": t("U8", [1], 1 + len(elf), 2 + len(elf))}, b"\1" + elf + b"\1")
+    report = scan_bytes(data, "x.safetensors")
+    [f] = only(report, "BIN001")
+    assert f.severity == Severity.CRITICAL and "ELF" in f.message
+    assert f.offset == data.index(b"\x7fELF")
+
+
 def test_trailing_bytes(scan_bytes):
     data = st({"a": t("U8", [4], 0, 4)}, b"\1" * 4 + b"junk" * 4)
     report = scan_bytes(data, "x.safetensors")

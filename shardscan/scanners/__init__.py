@@ -50,6 +50,14 @@ _FORMAT_SCANNERS: tuple[ScannerEntry, ...] = (
     ScannerEntry("gguf", 1, (fmt.GGUF, fmt.GGML), "shardscan.scanners.gguf:GgufScanner"),
     ScannerEntry("onnx", 1, (fmt.ONNX,), "shardscan.scanners.onnx_model:OnnxScanner"),
     ScannerEntry("keras", 1, (fmt.HDF5,), "shardscan.scanners.keras:KerasH5Scanner"),
+    # tensorflow scanner
+    ScannerEntry("tensorflow", 1, (fmt.TF_GRAPH,), "shardscan.scanners.tensorflow:TensorFlowScanner"),
+    # pmml scanner
+    ScannerEntry("pmml", 1, (fmt.PMML,), "shardscan.scanners.pmml:PmmlScanner"),
+    # msgpack scanner
+    ScannerEntry("msgpack", 1, (fmt.MSGPACK,), "shardscan.scanners.msgpack_model:MsgpackScanner"),
+    # tflite scanner
+    ScannerEntry("tflite", 1, (fmt.TFLITE,), "shardscan.scanners.tflite:TFLiteScanner"),
     ScannerEntry("text", 1, (fmt.TEXT,), "shardscan.scanners.text:TextScanner"),
 )
 _ANALYSED = {f for entry in _FORMAT_SCANNERS for f in entry.formats}

@@ -12,7 +12,8 @@ ONNX has no code of its own, but loading a model can still reach outside it:
   checked next to it (existence, size, symlinks: ONX104); for a remote one or an archive member
   the locations are only listed (ONX105);
 - free text (doc strings, metadata_props) is searched for code, URLs and credentials
-  (ONX107-109, heuristic; credentials are masked in the evidence).
+  (ONX107-109, heuristic; URLs and credentials are those of `scanners.indicators`, shared with
+  every scanner, and credentials are masked in the evidence).
 
 Standard domains, needing no extra library: "" and "ai.onnx" (the ONNX operator set),
 "ai.onnx.ml", "ai.onnx.training", "ai.onnx.preview.training", and the contrib domains built into
@@ -37,6 +38,7 @@ import stat
 from dataclasses import dataclass, field
 
 from shardscan.model import Finding, Unit, UnitResult
+from shardscan.scanners import indicators
 from shardscan.scanners.archive_paths import path_escape
 from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, unit_view
 from shardscan.scanners.protobuf import LEN, VARINT, Field, ProtoError, ProtoLimit, WireReader, signed64
@@ -91,29 +93,15 @@ _CODE = [(label, re.compile(rx)) for label, rx in (
 #: Cheap screens run first: text matching none of them cannot match the patterns they guard.
 _CODE_SCREEN = re.compile(r"(?i)import|eval|exec|compile|os\.|subprocess|pickle|marshal|dill|base64|curl|wget|sh\s+-c"
                           r"|powershell|<script|__")
-_SECRET_SCREEN = re.compile(r"(?i)AKIA|ASIA|hf_|gh[pousr]_|github_pat_|sk-|xox|PRIVATE KEY|passw|secret|api.?key"
-                            r"|access.?token")
-_URL = re.compile(r"(?i)\b(?:https?|ftp|file|s3|gs)://[^\s\"'<>]{1,512}")
-_SECRETS = [(label, re.compile(rx)) for label, rx in (
-    ("AWS access key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    ("Hugging Face token", r"\bhf_[A-Za-z0-9]{30,}\b"),
-    ("GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),
-    ("OpenAI-style key", r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"),
-    ("Slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b"),
-    ("private key", r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
-    ("password assignment", r"(?i)\b(?:password|passwd|secret|api[_-]?key|access[_-]?token)\s*[=:]\s*[\"']?"
-                            r"[^\s\"']{6,}"),
-)]
-_URL_CREDENTIALS = re.compile(r"(?i)(//[^/\s:@]+:)[^@\s/]+@|((?:sig|signature|token|key|secret|password|"
-                              r"credential)[a-z_-]*=)[^&\s]+")
+
+
+def _onnx_display(secret: indicators.Secret) -> str:
+    return f"{secret.prefix}…[masked]"
 
 
 def mask(text: str) -> str:
-    """`text` with anything credential-like cut to its first four characters."""
-    for _, rx in _SECRETS:
-        text = rx.sub(lambda m: m.group(0)[:4] + "…[masked]", text)
-    return _URL_CREDENTIALS.sub(lambda m: (m.group(1) or m.group(2)) + "[masked]" + ("@" if m.group(1) else ""),
-                                text)
+    """`text` with anything credential-like (`indicators.find_secrets`) cut to its public prefix."""
+    return indicators.mask(text, _onnx_display)
 
 
 def excerpt(text: str, start: int, end: int, width: int = 60) -> str:
@@ -131,14 +119,14 @@ def text_hits(text: str) -> list[tuple[str, str, str]]:
             if m:
                 hits.append(("ONX107", label, excerpt(text, m.start(), m.end())))
     if "://" in text:
-        m = _URL.search(text)
+        m = indicators.URL.search(text[:1 << 20])
         if m:
             hits.append(("ONX108", "url", mask(m.group(0))[:200]))
-    if _SECRET_SCREEN.search(text):
-        for label, rx in _SECRETS:
-            m = rx.search(text)
-            if m:
-                hits.append(("ONX109", label, mask(m.group(0))))
+    kinds: set[str] = set()
+    for secret in indicators.find_secrets(text):
+        if secret.kind not in kinds:
+            kinds.add(secret.kind)
+            hits.append(("ONX109", secret.kind, _onnx_display(secret)))
     return hits
 
 

@@ -30,11 +30,12 @@ or a value, see the tables below):
   script (`<script`, `javascript:`, `<iframe`, `onerror=`...), shell (`curl ... | sh`,
   `wget http...`, `sh -c`, `rm -rf`, `/dev/tcp/`, `nc -e`, `powershell`, `cmd /c`,
   `chmod +x`, `python -c`, `base64 -d`, `mkfifo`);
-* STF012 URLs (`http(s)://`, `ftp://`, `file://`, `s3://`, `gs://`, `hdfs://`, `ssh://`,
-  `git://`, `data:...;base64,`) and file paths (absolute POSIX paths under system or home
+* STF012 URLs (`indicators.URL`: `http(s)://`, `ftp://`, `file://`, `s3://`, `gs://`, `hdfs://`,
+  `ssh://`, `git://`, `data:...;base64,`...) and file paths (absolute POSIX paths under system or home
   folders, Windows drive paths, `~/...`, `../`): informational, training tools record them;
-* STF013 secrets: well-known token shapes (AWS key ids, GitHub, Hugging Face, OpenAI/Anthropic,
-  Slack, Google API keys, JWTs, private key blocks, passwords in URLs, `password=...`), and the
+* STF013 secrets: well-known token shapes, shared with every scanner (`indicators.find_secrets`:
+  AWS keys, GitHub, Hugging Face, OpenAI/Anthropic, Slack, Google, Stripe, JWTs, private key
+  blocks, credentials in URLs, `password=...`), and the
   values of keys named like a credential (`password`, `token`, `api_key`, `secret`...) that look
   like one. Secret values are masked before anything reaches a Finding: a finding shows the kind,
   a fixed public prefix at most (`hf_`, `AKIA`...) and the length.
@@ -52,6 +53,7 @@ from typing import Any
 
 from shardscan.model import Finding, Unit, UnitResult
 from shardscan.scanners import detect as fmt
+from shardscan.scanners import indicators
 from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
 from shardscan.storage.reader import RangeReader, SliceReader
 
@@ -103,24 +105,13 @@ CODE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 #: (label, pattern) for STF012: places outside the file.
 PLACE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("URL", _rx(r"\b(?:https?|ftp|file|s3|gs|hdfs|ssh|git)://[^\s\"'<>]+|\bdata:[\w/+.-]+;base64,")),
+    ("URL", indicators.URL),
     ("file path", re.compile(r"(?<![\w.~/])/(?:etc|root|home|tmp|var|usr|bin|sbin|dev|proc|opt|Users|mnt|srv)/"
                              r"[^\s\"']*|\b[A-Za-z]:\\[^\s\"']*|(?<!\w)~/[^\s\"']+|\.\.[/\\]")),
 )
-#: (kind, pattern) for STF013. Group `v` is the secret part, masked; the rest may be shown.
-SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)(?P<v>[0-9A-Z]{16})\b")),
-    ("GitHub token", re.compile(r"\b(?:gh[pousr]_|github_pat_)(?P<v>[A-Za-z0-9_]{22,})")),
-    ("Hugging Face token", re.compile(r"\bhf_(?P<v>[A-Za-z0-9]{30,})")),
-    ("API key", re.compile(r"\bsk-(?:proj-|ant-)?(?P<v>[A-Za-z0-9_-]{20,})")),
-    ("Slack token", re.compile(r"\bxox[abposr]-(?P<v>[A-Za-z0-9-]{10,})")),
-    ("Google API key", re.compile(r"\bAIza(?P<v>[0-9A-Za-z_-]{35})")),
-    ("JSON web token", re.compile(r"\beyJ(?P<v>[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})")),
-    ("private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?P<v>[A-Za-z0-9+/=\s]{0,16384})")),
-    ("password in URL", re.compile(r"://[^/\s:@]+:(?P<v>[^/\s@]+)@")),
-    ("assigned secret", _rx(r"\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth)"
-                            r"\s*[=:]\s*['\"]?(?P<v>[^\s'\"]{8,})")),
-)
+#: (kind, pattern) for STF013, shared with every scanner (scanners.indicators). Group `v` is the
+#: secret part, masked; the rest may be shown.
+SECRET_PATTERNS = indicators.SECRET_PATTERNS
 #: Metadata keys named like a credential; their values are secrets when they look like one.
 SECRET_KEY = _rx(r"(?:^|[^a-z])(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
                  r"|credentials?|auth)(?:$|[^a-z])")
@@ -128,13 +119,12 @@ CREDENTIAL_SHAPE = re.compile(r"(?=.*[A-Za-z])(?=.*\d)\S{12,}")
 
 
 def redact(text: str) -> str:
-    """`text` with every secret-shaped part replaced by a mask."""
-    for kind, pattern in SECRET_PATTERNS:
-        text = pattern.sub(lambda m, k=kind: _masked(m, k), text)
-    return text
+    """`text` with every secret-shaped part replaced by a mask (`indicators.mask`)."""
+    return indicators.mask(text)
 
 
 def _masked(m: re.Match[str], kind: str) -> str:
+    """A match of SECRET_PATTERNS with its `v` group masked (kept for scanners that import it)."""
     whole, start, end = m.group(0), m.start("v") - m.start(), m.end("v") - m.start()
     return f"{whole[:start]}<{kind}, {end - start} chars masked>{whole[end:]}"
 
@@ -489,14 +479,14 @@ class SafeTensorsScanner(Scanner):
     def _judge_text(self, key: str, value: str, report: _Report, *, secret_key: bool) -> None:
         """STF011-013 for one metadata key and its value."""
         where = f"__metadata__[{shown(key)!r}]" if "." not in key else f"field {shown(key)!r}"
-        secrets = [(kind, m) for text in (key, value) for kind, p in SECRET_PATTERNS for m in p.finditer(text)][:4]
+        secrets = [s for text in (key, value) for s in indicators.find_secrets(text)][:4]
         hidden = secret_key and bool(CREDENTIAL_SHAPE.fullmatch(value.strip()))
         if hidden:
             report.add("STF013", f"{where} looks like a credential: {len(value)}-character value masked",
                        key=shown(key), kind="credential-named key", length=len(value))
-        for kind, m in secrets:
-            report.add("STF013", f"{where} holds what looks like a {kind}: {_masked(m, kind)}",
-                       key=shown(key), kind=kind, length=len(m.group("v")))
+        for secret in secrets:
+            report.add("STF013", f"{where} holds what looks like a {secret.kind}: {secret.masked}",
+                       key=shown(key), kind=secret.kind, length=secret.length)
         for rule_id, table in (("STF011", CODE_PATTERNS), ("STF012", PLACE_PATTERNS)):
             labels: list[str] = []
             first: tuple[str, re.Match[str]] | None = None
@@ -557,6 +547,7 @@ class SafeTensorsScanner(Scanner):
             return
         ctx.check_deadline()
         kind, scanned = self._classify(reader, start, end)
+        self._executables(reader, start, end, place, result)
         note = ""
         if kind not in ("zero bytes", fmt.UNKNOWN):
             scan, note = self._scan_hidden(reader, ctx, start, end, kind)
@@ -567,6 +558,19 @@ class SafeTensorsScanner(Scanner):
                             f"({kind if kind != fmt.UNKNOWN else 'unrecognised content'}{scanned}){note}; "
                             "the reference loader refuses such a layout",
                    offset=start, start=start, end=end, length=b - a, content=kind)
+
+    def _executables(self, reader: RangeReader, start: int, end: int, place: str, result: UnitResult) -> None:
+        """Machine code anywhere in the first and last 64 KiB of a region no tensor covers:
+        a program shipped inside a weights file has no innocent reading (BIN001)."""
+        spans = [(start, min(end, start + fmt.HEAD_BYTES))]
+        if end - start > fmt.HEAD_BYTES:
+            spans.append((max(spans[0][1], end - fmt.TAIL_BYTES), end))
+        for a, b in spans:
+            for hit in indicators.find_executables(reader.read(a, b - a), a):
+                if hit.native:
+                    result.findings.append(finding("BIN001", self.id, f"{hit.kind} executable {place} at byte "
+                                                   f"{hit.offset} ({hit.detail})", offset=hit.offset,
+                                                   kind=hit.kind))
 
     @staticmethod
     def _classify(reader: RangeReader, start: int, end: int) -> tuple[str, str]:
