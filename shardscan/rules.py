@@ -189,6 +189,28 @@ RULES: tuple[Rule, ...] = (
     Rule("TRC103", W, "Legacy PyTorch magic number is not a literal",
          "The legacy header is computed by a call, a way to disguise a pickle as a checkpoint.",
          ("https://github.com/mmaitre314/picklescan",)),
+    Rule("TRC104", W, "TorchScript code calls a custom operator or class",
+         "ops.<ns>.<op> or torch.classes.<ns> outside PyTorch's, torchvision's and torchaudio's "
+         "namespaces: the archive loads only after a native library providing them is loaded, "
+         "and that library's code runs with the model.",
+         ("https://pytorch.org/tutorials/advanced/torch_script_custom_ops.html",)),
+    Rule("TRC105", C, "TorchScript code names a command, code or network callable",
+         "os.system, subprocess, exec, eval, __import__, load_library... are not TorchScript "
+         "builtins and torch.jit.save never writes them: the archive was crafted, for a loader "
+         "that runs code/ as Python or for a compiler flaw. Do not load it.",
+         ("CWE-94", "CVE-2025-32434")),
+    Rule("TRC106", W, "TorchScript code reads or writes files",
+         "torch.save (aten::save) writes a pickle to a path and torch.from_file maps a file when "
+         "the model runs; open(), torch.load and deserialisers are not TorchScript builtins.",
+         ("CWE-73",)),
+    Rule("TRC107", W, "TorchScript code holds a shell command or network address",
+         "String constants in code/ with shell commands or network code (WARNING) or URLs "
+         "(INFO, documentation links are common) have no use in a model's forward pass.",
+         ()),
+    Rule("TRC108", I, "TorchScript code was not fully analysed",
+         "A code/ member too large, not UTF-8 or not valid syntax was scanned for names "
+         "instead of parsed.",
+         ()),
     # --- NPY: NumPy ---
     Rule("NPY101", I, "NumPy array of Python objects",
          "An object array is a pickle and needs np.load(allow_pickle=True); its pickle was "
@@ -671,6 +693,18 @@ RULES: tuple[Rule, ...] = (
          "waiting for a loader bug or a second stage to extract and run it. Scripts and archives found "
          "the same way are reported by the calling scanner at the severity it judges.",
          ("CWE-506", "https://attack.mitre.org/techniques/T1027/009/")),
+    # --- OPQ: opaque compiled engines (TensorRT .engine/.plan/.trt) ---
+    Rule("OPQ001", I, "Opaque compiled engine: only embedded code and plugin references were checked",
+         "A serialized engine is vendor-compiled kernels for one GPU and one runtime version; its layout is "
+         "undocumented, so its layers cannot be judged. It was searched for embedded executables (BIN001) "
+         "and native plugin references (OPQ002) only. Trust it as far as you trust the build that made it.",
+         ("https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/work-with-engines.html",)),
+    Rule("OPQ002", W, "Engine needs native plugin code",
+         "The engine names a shared library (lib*.so, .dll, .dylib) or the TensorRT plugin interfaces "
+         "(getPluginCreator, IPluginV2/IPluginV3): deserialising it looks up plugin creators whose native "
+         "code runs in the loading process. Check which plugin libraries the deployment loads and where "
+         "they come from.",
+         ("CWE-829", "https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/extending-custom-layers.html")),
     # --- SRC: sources (pointers to models held elsewhere) ---
     Rule("SRC001", W, "Pointer could not be resolved: the model it names was not scanned",
          "A pointer (a .dvc file, an MLflow registry entry) names model files whose bytes were not "
@@ -696,5 +730,5 @@ STRICT_SEVERITY: dict[str, Severity] = {
     "PKL201": C, "PKL202": C, "PKL204": C, "PKL205": C,
     "FMT001": W, "FMT002": W, "FMT005": W,
     # Coverage the format scanners could not complete or check:
-    "ONX105": W, "GGF001": W, "CFG204": W, "CFG302": W, "KER009": W,
+    "ONX105": W, "GGF001": W, "CFG204": W, "CFG302": W, "KER009": W, "TRC108": W, "OPQ001": W,
 }

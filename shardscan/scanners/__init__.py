@@ -50,6 +50,7 @@ _FORMAT_SCANNERS: tuple[ScannerEntry, ...] = (
     ScannerEntry("gguf", 1, (fmt.GGUF, fmt.GGML), "shardscan.scanners.gguf:GgufScanner"),
     ScannerEntry("onnx", 1, (fmt.ONNX,), "shardscan.scanners.onnx_model:OnnxScanner"),
     ScannerEntry("keras", 1, (fmt.HDF5,), "shardscan.scanners.keras:KerasH5Scanner"),
+    ScannerEntry("opaque", 1, (fmt.OPAQUE_ENGINE,), "shardscan.scanners.opaque:OpaqueEngineScanner"),
     # tensorflow scanner
     ScannerEntry("tensorflow", 1, (fmt.TF_GRAPH,), "shardscan.scanners.tensorflow:TensorFlowScanner"),
     # pmml scanner

@@ -35,6 +35,7 @@ TFLITE = "tflite"
 TF_GRAPH = "tensorflow"           # SavedModel saved_model.pb, frozen GraphDef .pb, MetaGraph .meta
 MSGPACK = "msgpack"               # Flax/JAX checkpoints
 PMML = "pmml"
+OPAQUE_ENGINE = "engine"          # TensorRT engines/plans: opaque compiled kernels, by extension
 ELF = "elf"
 PE = "pe"
 MACHO = "macho"
@@ -46,7 +47,7 @@ UNKNOWN = "unknown"
 COMPRESSED_STREAMS = (GZIP, BZIP2, XZ, LZMA, ZLIB, ZSTD, LZ4)
 #: Formats recognised but not analysed by this version.
 #: (the fallback scanner takes those that no scanner claims)
-NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, GGML, ONNX, TEXT, TFLITE, TF_GRAPH, MSGPACK, PMML)
+NOT_ANALYSED = (HDF5, SAFETENSORS, GGUF, GGML, ONNX, TEXT, TFLITE, TF_GRAPH, MSGPACK, PMML, OPAQUE_ENGINE)
 EXECUTABLES = (ELF, PE, MACHO)
 
 #: (offset, magic, format), checked in order. One row per signature.
@@ -88,6 +89,7 @@ EXTENSIONS: dict[str, str] = {
     ".tflite": TFLITE, ".pb": TF_GRAPH, ".meta": TF_GRAPH, ".msgpack": MSGPACK, ".flax": MSGPACK,
     ".npy": NPY, ".h5": HDF5, ".hdf5": HDF5, ".keras": ZIP, ".npz": ZIP, ".zip": ZIP,
     ".tar": TAR, ".7z": SEVENZ,
+    ".engine": OPAQUE_ENGINE, ".plan": OPAQUE_ENGINE, ".trt": OPAQUE_ENGINE,
 }
 
 #: Code and configuration read as text even when they are not UTF-8: the text scanner judges

@@ -32,6 +32,7 @@ from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeo
 from shardscan.scanners.pickle.scanner import PickleScanner
 from shardscan.scanners.pickle.stream import scan_pickle_range
 from shardscan.scanners.pickle.values import Global, Persistent
+from shardscan.scanners.torchscript import analyse_torchscript, is_code_member, is_extra_member
 from shardscan.storage.reader import RangeReader, SliceReader
 from shardscan.storage.spool import spool
 
@@ -635,11 +636,14 @@ class _ArchiveWalk:
             self.note("TRC101", "TorchScript archive: code/ is compiled when loaded", entry)
         if data.size == 0:
             return
+        if self.torch and any(self.torch.is_torchscript(n) and is_code_member(n) for n in names):
+            self.findings += [f.within(entry.name, base) for f in analyse_torchscript(data, self.ctx, self.id)]
         detection = _detect(entry.name, data)
         if self.torch and any(map(self.torch.is_data_pkl, names)) and detection.formats == (fmt.PICKLE,):
             self.scan_data_pkl(entry, data, base)
             return
-        if self.torch and detection.format in (fmt.TEXT, fmt.UNKNOWN, fmt.EMPTY):
+        if self.torch and detection.format in (fmt.TEXT, fmt.UNKNOWN, fmt.EMPTY) and not any(
+                map(is_extra_member, names)):
             return  # the checkpoint's own tensor bytes, version strings and TorchScript source
         if fmt.PICKLE in detection.formats and not all(
                 _is_pickle_name(n) or (self.torch and self.torch.is_storage(n)) for n in names):
