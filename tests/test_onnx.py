@@ -25,38 +25,13 @@ from shardscan.policy import load_policy
 from shardscan.scanners.base import ScanContext
 from shardscan.scanners.detect import detect
 from shardscan.scanners.onnx_model import OnnxScanner, mask
-from shardscan.scanners.protobuf import I32, I64, LEN, SGROUP, VARINT, ProtoError, ProtoLimit, WireReader
+from shardscan.scanners.protobuf import I32, I64, LEN, SGROUP, ProtoError, ProtoLimit, WireReader
 from shardscan.storage.reader import BytesReader
+from tests.protowire import key, ld, varint, vi
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
 
 # --- a protobuf encoder, enough for ONNX ------------------------------------------------------------
-
-
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def key(number: int, wire: int) -> bytes:
-    return varint(number << 3 | wire)
-
-
-def vi(number: int, value: int) -> bytes:
-    return key(number, VARINT) + varint(value)
-
-
-def ld(number: int, payload: bytes | str) -> bytes:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return key(number, LEN) + varint(len(data)) + data
 
 
 def kv(number: int, k: str, v: str) -> bytes:

@@ -17,34 +17,14 @@ from shardscan.limits import Limits
 from shardscan.model import ObjectRef, Severity, Unit
 from shardscan.policy import load_policy
 from shardscan.scanners.base import ScanContext
-from shardscan.scanners.protobuf import LEN, VARINT
+from shardscan.scanners.protobuf import LEN
 from shardscan.scanners.tensorflow import TensorFlowScanner
 from shardscan.storage.reader import BytesReader
+from tests.protowire import ld, varint, vi
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tensorflow"
 
 # --- a protobuf encoder -------------------------------------------------------------------------
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def vi(number: int, value: int) -> bytes:
-    return varint(number << 3 | VARINT) + varint(value)
-
-
-def ld(number: int, payload: bytes | str) -> bytes:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return varint(number << 3 | LEN) + varint(len(data)) + data
 
 
 def attr_s(name: str, s: str) -> bytes:

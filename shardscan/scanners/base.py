@@ -108,3 +108,29 @@ def rebase(findings: list[Finding], origin: int) -> list[Finding]:
     if not origin:
         return findings
     return [f if f.offset is None or f.offset_in else replace(f, offset=f.offset + origin) for f in findings]
+
+
+class CappedFindings:
+    """Findings with a per-rule cap: the first `cap` of a rule are listed, the rest counted in
+    one summary finding, so a hostile file cannot turn a report into a million lines."""
+
+    def __init__(self, scanner_id: str, cap: int = 8, default_offset: int | None = None) -> None:
+        self.scanner_id = scanner_id
+        self.cap = cap
+        self.default_offset = default_offset
+        self.findings: list[Finding] = []
+        self.counts: dict[str, int] = {}
+
+    def add(self, rule_id: str, message: str, *, offset: int | None = -1, **evidence: object) -> None:
+        n = self.counts.get(rule_id, 0)
+        self.counts[rule_id] = n + 1
+        if n < self.cap:
+            self.findings.append(finding(rule_id, self.scanner_id, message,
+                                         offset=self.default_offset if offset == -1 else offset, **evidence))
+
+    def summarise(self) -> None:
+        for rule_id, n in self.counts.items():
+            if n > self.cap:
+                self.findings.append(finding(rule_id, self.scanner_id,
+                                             f"{n - self.cap} more findings of this rule not listed ({n} in all)",
+                                             offset=self.default_offset, count=n))

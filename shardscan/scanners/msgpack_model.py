@@ -40,7 +40,7 @@ from typing import Any
 
 from shardscan.model import Unit, UnitResult
 from shardscan.scanners import detect as fmt
-from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
+from shardscan.scanners.base import CappedFindings, ScanContext, Scanner, ScanTimeout, rebase, unit_view
 from shardscan.scanners.safetensors import (
     CODE_PATTERNS,
     CREDENTIAL_SHAPE,
@@ -114,29 +114,9 @@ class _Ext:
         self.code, self.offset, self.length = code, offset, length
 
 
-class _Report:
-    def __init__(self, scanner_id: str) -> None:
-        self.scanner_id = scanner_id
-        self.findings: list[Any] = []
-        self.counts: dict[str, int] = {}
-
-    def add(self, rule_id: str, message: str, *, offset: int | None = None, **evidence: object) -> None:
-        n = self.counts.get(rule_id, 0)
-        self.counts[rule_id] = n + 1
-        if n < MAX_REPORTED:
-            self.findings.append(finding(rule_id, self.scanner_id, message, offset=offset, **evidence))
-
-    def summarise(self) -> None:
-        for rule_id, n in self.counts.items():
-            if n > MAX_REPORTED:
-                self.findings.append(finding(rule_id, self.scanner_id,
-                                             f"{n - MAX_REPORTED} more findings of this rule not listed ({n} in all)",
-                                             count=n))
-
-
 class _Walker:
     def __init__(self, scanner: MsgpackScanner, buf: _Buf, reader: RangeReader, ctx: ScanContext,
-                 report: _Report, result: UnitResult) -> None:
+                 report: CappedFindings, result: UnitResult) -> None:
         self.scanner, self.buf, self.reader, self.ctx = scanner, buf, reader, ctx
         self.report, self.result, self.limits = report, result, ctx.limits
         self.values = 0
@@ -352,7 +332,7 @@ class MsgpackScanner(Scanner):
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         view = unit_view(unit, reader)
-        report = _Report(self.id)
+        report = CappedFindings(self.id, MAX_REPORTED)
         result = UnitResult()
         try:
             self._scan(view, ctx, report, result)
@@ -362,7 +342,7 @@ class MsgpackScanner(Scanner):
         result.findings = rebase(report.findings + result.findings, unit.start)
         return result
 
-    def _scan(self, reader: RangeReader, ctx: ScanContext, report: _Report, result: UnitResult) -> None:
+    def _scan(self, reader: RangeReader, ctx: ScanContext, report: CappedFindings, result: UnitResult) -> None:
         size = reader.size
         if size == 0:
             report.add("MPK001", "msgpack document is empty", offset=0)

@@ -33,7 +33,7 @@ import re
 from typing import Any
 
 from shardscan.model import Unit, UnitResult
-from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
+from shardscan.scanners.base import CappedFindings, ScanContext, Scanner, ScanTimeout, rebase, unit_view
 from shardscan.scanners.safetensors import CODE_PATTERNS, SECRET_PATTERNS, _masked, shown
 from shardscan.storage.reader import RangeReader
 
@@ -64,26 +64,6 @@ class _ReaderFile:
         return data
 
 
-class _Report:
-    def __init__(self, scanner_id: str) -> None:
-        self.scanner_id = scanner_id
-        self.findings: list[Any] = []
-        self.counts: dict[str, int] = {}
-
-    def add(self, rule_id: str, message: str, *, offset: int | None = None, **evidence: object) -> None:
-        n = self.counts.get(rule_id, 0)
-        self.counts[rule_id] = n + 1
-        if n < MAX_REPORTED:
-            self.findings.append(finding(rule_id, self.scanner_id, message, offset=offset, **evidence))
-
-    def summarise(self) -> None:
-        for rule_id, n in self.counts.items():
-            if n > MAX_REPORTED:
-                self.findings.append(finding(rule_id, self.scanner_id,
-                                             f"{n - MAX_REPORTED} more findings of this rule not listed ({n} in all)",
-                                             count=n))
-
-
 def _local(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
@@ -94,7 +74,7 @@ class PmmlScanner(Scanner):
 
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         view = unit_view(unit, reader)
-        report = _Report(self.id)
+        report = CappedFindings(self.id, MAX_REPORTED)
         result = UnitResult()
         try:
             self._scan(view, ctx, report)
@@ -104,7 +84,7 @@ class PmmlScanner(Scanner):
         result.findings = rebase(report.findings, unit.start)
         return result
 
-    def _scan(self, reader: RangeReader, ctx: ScanContext, report: _Report) -> None:
+    def _scan(self, reader: RangeReader, ctx: ScanContext, report: CappedFindings) -> None:
         limits = ctx.limits
         size = reader.size
         if size > limits.max_pmml_bytes:
@@ -137,7 +117,7 @@ class PmmlScanner(Scanner):
                 self._pattern_scan(reader, ctx, report)
 
     @staticmethod
-    def _doctype(head: bytes, report: _Report) -> bool:
+    def _doctype(head: bytes, report: CappedFindings) -> bool:
         """PMM001/PMM002 from the prolog; True when a DOCTYPE was reported."""
         m = DOCTYPE.search(head)
         if m is None:
@@ -163,7 +143,7 @@ class PmmlScanner(Scanner):
             report.add("PMM002", "document carries a DOCTYPE; PMML needs none", offset=m.start())
         return True
 
-    def _parse(self, reader: RangeReader, ctx: ScanContext, report: _Report) -> None:
+    def _parse(self, reader: RangeReader, ctx: ScanContext, report: CappedFindings) -> None:
         from defusedxml.ElementTree import iterparse
 
         limits = ctx.limits
@@ -201,7 +181,7 @@ class PmmlScanner(Scanner):
                 elem.clear()
 
     @staticmethod
-    def _root(elem: Any, name: str, report: _Report) -> None:
+    def _root(elem: Any, name: str, report: CappedFindings) -> None:
         for key, value in elem.attrib.items():
             if _local(key) == "schemaLocation" or _local(key) == "noNamespaceSchemaLocation":
                 for url in URL.findall(value):
@@ -210,7 +190,7 @@ class PmmlScanner(Scanner):
         if name != "PMML":
             report.add("PMM003", f"root element is <{shown(name, 40)}>, not <PMML>", element=shown(name, 40))
 
-    def _extension(self, elem: Any, ctx: ScanContext, report: _Report) -> None:
+    def _extension(self, elem: Any, ctx: ScanContext, report: CappedFindings) -> None:
         limit = ctx.limits.max_pmml_extension_chars
         attrs = " ".join(f"{_local(k)}={v}" for k, v in elem.attrib.items())
         parts: list[str] = []
@@ -224,7 +204,7 @@ class PmmlScanner(Scanner):
         label = shown(elem.attrib.get("name") or elem.attrib.get("extender") or "", 60)
         self._judge(f"<Extension {label!r}>" if label else "<Extension>", attrs, " ".join(parts), report)
 
-    def _judge(self, where: str, attrs: str, text: str, report: _Report, offset: int | None = None) -> None:
+    def _judge(self, where: str, attrs: str, text: str, report: CappedFindings, offset: int | None = None) -> None:
         whole = f"{attrs}\n{text}"
         code = [(label, m) for label, p in CODE_PATTERNS if (m := p.search(whole))]
         if code:
@@ -243,7 +223,7 @@ class PmmlScanner(Scanner):
                 report.add("PMM008", f"{where} holds what looks like a {kind}: {_masked(m, kind)}",
                            offset=offset, kind=kind, length=len(m.group("v")))
 
-    def _pattern_scan(self, reader: RangeReader, ctx: ScanContext, report: _Report) -> None:
+    def _pattern_scan(self, reader: RangeReader, ctx: ScanContext, report: CappedFindings) -> None:
         """The Extensions found by pattern when the XML could not be parsed."""
         limit = ctx.limits.max_pmml_bytes
         data = reader.read(0, min(reader.size, limit))

@@ -47,14 +47,13 @@ import gc
 import json
 import re
 import struct
-from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from shardscan.model import Finding, Unit, UnitResult
+from shardscan.model import Unit, UnitResult
 from shardscan.scanners import detect as fmt
 from shardscan.scanners import indicators
-from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
+from shardscan.scanners.base import CappedFindings, ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
 from shardscan.storage.reader import RangeReader, SliceReader
 
 #: dtype -> bits per element, as the reference crate (safetensors 0.8.0) defines them.
@@ -225,29 +224,13 @@ def _u64(value: Any) -> bool:
 Span = tuple[int, int, int, str]
 
 
-@dataclass
-class _Report:
-    """Findings with a per-rule cap: the first MAX_REPORTED are listed, the rest counted."""
+class _Report(CappedFindings):
+    """Findings with a per-rule cap, offsets defaulting to the header's start (byte 8)."""
 
-    scanner_id: str
-    findings: list[Finding] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    #: Values of credential-named metadata keys: masked wherever they are quoted.
-    known_secrets: list[str] = field(default_factory=list)
-
-    def add(self, rule_id: str, message: str, *, offset: int | None = 8, **evidence: object) -> None:
-        n = self.counts.get(rule_id, 0)
-        self.counts[rule_id] = n + 1
-        if n < MAX_REPORTED:
-            self.findings.append(finding(rule_id, self.scanner_id, message, offset=offset, **evidence))
-
-    def summarise(self) -> None:
-        for rule_id, n in self.counts.items():
-            if n > MAX_REPORTED:
-                self.findings.append(finding(
-                    rule_id, self.scanner_id,
-                    f"{n - MAX_REPORTED} more findings of this rule not listed ({n} in all)",
-                    offset=8, count=n))
+    def __init__(self, scanner_id: str) -> None:
+        super().__init__(scanner_id, MAX_REPORTED, default_offset=8)
+        #: Values of credential-named metadata keys: masked wherever they are quoted.
+        self.known_secrets: list[str] = []
 
 
 class SafeTensorsScanner(Scanner):
