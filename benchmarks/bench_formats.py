@@ -2,7 +2,8 @@
 
     python benchmarks/bench_formats.py --workdir /tmp/bench-formats --mb 512
 
-Each file is written byte by byte (no framework needed; h5py for HDF5), the page cache is
+Each file is written byte by byte (no framework needed; h5py for HDF5); formats walked element
+by element (a NumPy pickle, PMML XML) are capped in size so the run stays short, the page cache is
 warmed, then `shardscan scan FILE --no-cache -q` (one file: the in-process engine, content hash
 included) is timed against reading the file in a fresh process, best of three each.
 """
@@ -21,7 +22,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_scan import RAW_READ
-from benchmarks.inputs import MiB, gguf_file, hdf5_file, numpy_pickle, onnx_file, safetensors_file, torch_zip
+from benchmarks.inputs import (
+    MiB,
+    flax_msgpack_file,
+    gguf_file,
+    hdf5_file,
+    numpy_pickle,
+    onnx_file,
+    pmml_file,
+    safetensors_file,
+    tf_graph_file,
+    torch_zip,
+)
 
 FORMATS = {
     "safetensors": ("model.safetensors", safetensors_file),
@@ -29,8 +41,13 @@ FORMATS = {
     "onnx": ("model.onnx", onnx_file),
     "pytorch zip": ("model.pt", torch_zip),
     "hdf5": ("model.h5", hdf5_file),
+    "tensorflow pb": ("frozen_graph.pb", tf_graph_file),
+    "flax msgpack": ("params.msgpack", flax_msgpack_file),
     "numpy pickle": ("arrays.pkl", numpy_pickle),
+    "pmml": ("model.pmml", pmml_file),
 }
+#: Formats walked element by element, capped so a run stays short (MB).
+WALKED_MB = {"numpy pickle": 100, "pmml": 50}
 
 
 def best(cmd: list[str], repeat: int = 3) -> tuple[float, str]:
@@ -58,7 +75,7 @@ def main() -> None:
     for label, (name, write) in FORMATS.items():
         path = work / name
         if not path.exists():
-            size = args.mb * MiB if label != "numpy pickle" else min(args.mb, 100) * 1000 * 1000
+            size = min(args.mb, WALKED_MB[label]) * 1000 * 1000 if label in WALKED_MB else args.mb * MiB
             write(path, size)
         best([sys.executable, "-c", RAW_READ, str(path)], repeat=1)  # warm the page cache
         raw, _ = best([sys.executable, "-c", RAW_READ, str(path)])

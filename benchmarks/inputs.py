@@ -165,3 +165,50 @@ def hdf5_file(path: Path, total_bytes: int) -> Path:
         for start in range(0, total_bytes // 4, step):
             data[start:start + step] = chunk[: min(step, total_bytes // 4 - start)]
     return path
+
+
+def tf_graph_file(path: Path, total_bytes: int, tensor_bytes: int = 64 * MiB) -> Path:
+    """A frozen TensorFlow GraphDef of Const nodes holding float32 tensor_content (GraphDef node 1;
+    NodeDef name 1, op 2, attr 5; AttrValue tensor 8; TensorProto dtype 1, tensor_shape 2,
+    tensor_content 4; TensorShapeProto dim 2, Dim size 1)."""
+    count = max(1, total_bytes // tensor_bytes)
+    raw = os.urandom(MiB) * (tensor_bytes // MiB)
+    nodes = []
+    for i in range(count):
+        tensor = _field(1, 1) + _field(2, _field(2, _field(1, tensor_bytes // 4))) + _field(4, raw)
+        attrs = _field(5, _field(1, b"value") + _field(2, _field(8, tensor))) \
+            + _field(5, _field(1, b"dtype") + _field(2, _field(6, 1)))
+        nodes.append(_field(1, _field(1, f"w{i}".encode()) + _field(2, b"Const") + attrs))
+    path.write_bytes(b"".join(nodes) + _field(4, _field(1, 1808)))
+    return path
+
+
+def flax_msgpack_file(path: Path, total_bytes: int, tensor_bytes: int = 64 * MiB) -> Path:
+    """A Flax checkpoint as flax.serialization writes it: a msgpack map of layers whose arrays
+    are ExtType(1, packb((shape, dtype name, bytes)))."""
+    count = max(1, total_bytes // tensor_bytes)
+    raw = os.urandom(MiB) * (tensor_bytes // MiB)
+
+    def fixstr(text: str) -> bytes:
+        data = text.encode()
+        return bytes([0xA0 | len(data)]) + data
+
+    record = b"\x93" + b"\x91\xce" + struct.pack(">I", tensor_bytes // 4) + fixstr("float32") \
+        + b"\xc6" + struct.pack(">I", len(raw)) + raw
+    ext = b"\xc9" + struct.pack(">I", len(record)) + b"\x01" + record
+    layers = b"".join(fixstr(f"Dense_{i}") + b"\x81" + fixstr("kernel") + ext for i in range(count))
+    path.write_bytes(b"\x81" + fixstr("params") + b"\xde" + struct.pack(">H", count) + layers)
+    return path
+
+
+def pmml_file(path: Path, total_bytes: int) -> Path:
+    """A PMML regression model with many predictors (plain XML, as PMML exporters write it)."""
+    predictor = '<NumericPredictor name="x" exponent="1" coefficient="0.123456789"/>\n'
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('<?xml version="1.0" encoding="UTF-8"?>\n<PMML version="4.4" xmlns="http://www.dmg.org/PMML-4_4">\n'
+                 '<Header/><DataDictionary numberOfFields="1"><DataField name="x" optype="continuous" '
+                 'dataType="double"/></DataDictionary>\n<RegressionModel functionName="regression">'
+                 '<MiningSchema><MiningField name="x"/></MiningSchema>\n<RegressionTable intercept="0">\n')
+        fh.write(predictor * (total_bytes // len(predictor)))
+        fh.write("</RegressionTable></RegressionModel></PMML>\n")
+    return path
