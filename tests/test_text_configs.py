@@ -652,3 +652,11 @@ def test_scanning_runs_nothing(tmp_path: Path):
                          timeout=120, check=True)
     assert int(out.stdout.strip()) >= 4
     assert not marker.exists()
+
+
+def test_bundled_datasets_are_not_downloads(scan_bytes):
+    """sklearn's load_* read files shipped with sklearn; fetch_* download."""
+    local = scan_bytes(b"from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)\n", "gen.py")
+    assert not [f for f in local.findings if f.rule_id == "CFG102"]
+    remote = scan_bytes(b"from sklearn.datasets import fetch_openml\nX = fetch_openml('mnist_784')\n", "gen.py")
+    assert [f.rule_id for f in remote.findings if f.rule_id == "CFG102"] == ["CFG102"]

@@ -116,6 +116,8 @@ DECODERS = frozenset({
 POLICY_CAPABILITIES = {"network": NETWORK, "code-object": CODE}
 #: Network modules' pure helpers (URL parsing, status codes, TLS contexts).
 NOT_NETWORK = ("urllib.parse", "http.HTTPStatus", "http.cookies", "ssl")
+#: Dataset helpers that read bundled files or generate data (`fetch_*` are the downloads).
+LOCAL_DATASETS = {"sklearn.datasets": ("load_", "make_")}
 #: Any call into these modules is the capability.
 MODULE_CALLS = {"pip": INSTALL, "ensurepip": INSTALL, "picklescan": CODE, "modelscan": CODE,
                 "fickling": CODE, "modelaudit": CODE, "shardscan": CODE}
@@ -280,7 +282,7 @@ class _Analyser:
         top = module.split(".", 1)[0]
         if top in MODULE_CALLS:
             return MODULE_CALLS[top]
-        if _under(dotted, NOT_NETWORK):
+        if _under(dotted, NOT_NETWORK) or name.startswith(LOCAL_DATASETS.get(module, ("\0",))):
             return None
         verdict = self.policy.judge(module, name)
         if verdict.kind == "deny" and verdict.capability in POLICY_CAPABILITIES:
