@@ -24,6 +24,7 @@ from shardscan.model import ObjectRef, Severity, Status, Unit
 from shardscan.pipeline.runner import Runner, ScanOptions
 from shardscan.scanners.compressed import CompressedScanner, member_name
 from shardscan.storage.reader import BytesReader
+from tests.findings import only, rules
 
 #: `os.system("echo pwned")` by GLOBAL posix.system, protocol 2 (THREATS G1), without STOP.
 PAYLOAD_BODY = b"\x80\x02cposix\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03"
@@ -54,14 +55,6 @@ def _big_payload() -> bytes:
     return PAYLOAD_BODY + b"0" + b"B" + struct.pack("<I", len(pad)) + pad + b"0."
 
 
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
-
-
-def only(report, rule_id: str):
-    found = [f for f in report.findings if f.rule_id == rule_id]
-    assert found, (rule_id, [(f.rule_id, f.location, f.message) for f in report.findings])
-    return found
 
 
 @pytest.mark.parametrize(("format_id", "suffix", "compress"), COMPRESSIONS, ids=IDS)

@@ -18,6 +18,7 @@ from shardscan.limits import Limits
 from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
 from shardscan.scanners.gguf import TENSOR_TYPES, VALUE_TYPES
+from tests.findings import rules
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gguf"
 BENIGN = sorted(FIXTURES.glob("*.gguf"))
@@ -84,9 +85,6 @@ def f32_tensor_file(g: G, template: str | None = CHATML, extra: list[bytes] = ()
     tensors = [g.tensor("a.weight", (8, 2), 0, 0), g.tensor("b.weight", (32,), 1, 64)]
     return g.file(kvs, tensors, b"\0" * (64 + 64))
 
-
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
 
 
 def failing(report) -> list:

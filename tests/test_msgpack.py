@@ -18,6 +18,7 @@ import pytest
 from shardscan.limits import Limits
 from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
+from tests.findings import only, rules
 
 FIXTURES = Path(__file__).parent / "fixtures" / "flax"
 BENIGN = sorted(p for p in FIXTURES.iterdir() if p.suffix in (".msgpack", ".flax"))
@@ -57,14 +58,6 @@ def arr(shape, dtype: str, data: bytes) -> Ext:
     return Ext(1, pk([list(shape), dtype, data]))
 
 
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
-
-
-def only(report, rule_id: str):
-    hits = [f for f in report.findings if f.rule_id == rule_id]
-    assert hits, (rule_id, [(f.rule_id, f.message) for f in report.findings])
-    return hits
 
 
 def clean_run(report) -> None:

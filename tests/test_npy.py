@@ -16,6 +16,7 @@ from shardscan.limits import Limits
 from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
 from shardscan.scanners.npy import DescrError, dtype_of, parse_literal
+from tests.findings import rules
 
 MALICIOUS = b"\x80\x02cposix\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03."
 FIXTURES = Path(__file__).parent / "fixtures" / "benign"
@@ -38,9 +39,6 @@ def saved(array: np.ndarray) -> bytes:
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
 
-
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
 
 
 def failing(report) -> list:

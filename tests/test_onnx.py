@@ -27,6 +27,7 @@ from shardscan.scanners.detect import detect
 from shardscan.scanners.onnx_model import OnnxScanner, mask
 from shardscan.scanners.protobuf import I32, I64, LEN, SGROUP, ProtoError, ProtoLimit, WireReader
 from shardscan.storage.reader import BytesReader
+from tests.findings import rules
 from tests.protowire import key, ld, varint, vi
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
@@ -118,9 +119,6 @@ def if_node(then_graph: bytes, else_graph: bytes | None = None, name: str = "if"
 
 # --- helpers --------------------------------------------------------------------------------------
 
-
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
 
 
 def by_rule(report, rule_id: str) -> list:

@@ -24,6 +24,7 @@ from shardscan.scanners import detect as fmt
 from shardscan.scanners import opaque
 from shardscan.scanners.base import ScanContext
 from shardscan.storage.reader import BytesReader
+from tests.findings import rules
 
 C, W, I = Severity.CRITICAL, Severity.WARNING, Severity.INFO
 PAYLOAD = b"\x80\x02cposix\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03."
@@ -32,9 +33,6 @@ ELF = (b"\x7fELF\x02\x01\x01" + b"\0" * 9
        + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, 0x401000, 64, 0, 0, 64, 56, 1, 64, 0, 0)
        + b"\x90" * 64)
 
-
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
 
 
 def of(report, rule_id: str) -> list:

@@ -16,6 +16,7 @@ import pytest
 from shardscan.limits import Limits
 from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
+from tests.findings import only, rules
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pmml"
 BENIGN = sorted(FIXTURES.glob("*.pmml"))
@@ -27,14 +28,6 @@ def pmml(body: bytes = b'<Header description="x"/>', prolog: bytes = b"", root: 
     return HEAD + prolog + root + body + b"</PMML>"
 
 
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
-
-
-def only(report, rule_id: str):
-    hits = [f for f in report.findings if f.rule_id == rule_id]
-    assert hits, (rule_id, [(f.rule_id, f.message) for f in report.findings])
-    return hits
 
 
 def clean_run(report) -> None:

@@ -21,6 +21,7 @@ from shardscan.limits import Limits
 from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
 from shardscan.scanners.safetensors import MAX_REPORTED, redact
+from tests.findings import only, rules
 
 FIXTURES = Path(__file__).parent / "fixtures" / "safetensors"
 BENIGN = sorted(FIXTURES.glob("*.safetensors"))
@@ -40,18 +41,10 @@ def t(dtype: str, shape: list, begin: int, end: int) -> dict:
     return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
 
 
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
-
 
 def failing(report) -> list:
     return [(f.rule_id, f.message) for f in report.findings if f.severity >= Severity.WARNING]
 
-
-def only(report, rule_id: str):
-    hits = [f for f in report.findings if f.rule_id == rule_id]
-    assert hits, (rule_id, [(f.rule_id, f.message) for f in report.findings])
-    return hits
 
 
 def assert_clean_error_free(report) -> None:

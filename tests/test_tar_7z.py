@@ -18,6 +18,7 @@ import pytest
 from shardscan.limits import Limits, MiB
 from shardscan.model import Severity, Status
 from shardscan.scanners.archive_paths import link_escape, path_escape
+from tests.findings import rules
 
 PAYLOAD = b"\x80\x02cposix\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03."
 
@@ -30,9 +31,6 @@ def bu(s: str) -> bytes:
 #: THREATS P11 / C7: the payload REDUCE runs, then an invalid opcode makes the loader raise.
 BROKEN = b"\x80\x02" + b"cbuiltins\nexec\n" + bu("print(1)") + b"\x85R\xff\xfe"
 
-
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
 
 
 def located(report, rule_id: str) -> dict[str, object]:

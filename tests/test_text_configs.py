@@ -21,13 +21,11 @@ from shardscan.limits import DEFAULT_LIMITS, Limits
 from shardscan.model import Severity, Status
 from shardscan.pipeline.runner import Runner, ScanOptions
 from shardscan.scanners.text import classify
+from tests.findings import rules
 
 C, W, I = Severity.CRITICAL, Severity.WARNING, Severity.INFO
 FIXTURES = Path(__file__).parent / "fixtures" / "configs"
 
-
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
 
 
 def hits(report, rule_id: str):

@@ -21,6 +21,7 @@ from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
 from shardscan.scanners.archive_paths import link_escape, path_escape
 from shardscan.scanners.ziparchive import STORAGE_ELEMENT_SIZES
+from tests.findings import rules
 
 #: os.system('echo pwned'), protocol 2 (THREATS.md G1).
 MALICIOUS = b"\x80\x02cposix\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03."
@@ -124,9 +125,6 @@ def to_zip64(data: bytes) -> bytes:
     end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
     return data[:eocd] + z64 + loc + end
 
-
-def rules(report) -> set[str]:
-    return {f.rule_id for f in report.findings}
 
 
 def hits(report, rule_id: str):
