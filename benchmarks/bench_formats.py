@@ -2,6 +2,8 @@
 
     python benchmarks/bench_formats.py --workdir /tmp/bench-formats --mb 512
 
+    python benchmarks/bench_formats.py --workdir /tmp/bench-formats --only tflite pmml
+
 Each file is written byte by byte (no framework needed; h5py for HDF5); formats walked element
 by element (a NumPy pickle, PMML XML) are capped in size so the run stays short, the page cache is
 warmed, then `shardscan scan FILE --no-cache -q` (one file: the in-process engine, content hash
@@ -32,6 +34,7 @@ from benchmarks.inputs import (
     pmml_file,
     safetensors_file,
     tf_graph_file,
+    tflite_file,
     torch_zip,
 )
 
@@ -42,6 +45,7 @@ FORMATS = {
     "pytorch zip": ("model.pt", torch_zip),
     "hdf5": ("model.h5", hdf5_file),
     "tensorflow pb": ("frozen_graph.pb", tf_graph_file),
+    "tflite": ("model.tflite", tflite_file),
     "flax msgpack": ("params.msgpack", flax_msgpack_file),
     "numpy pickle": ("arrays.pkl", numpy_pickle),
     "pmml": ("model.pmml", pmml_file),
@@ -66,6 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--mb", type=int, default=512, help="size of each file in MiB (default 512)")
+    ap.add_argument("--only", nargs="+", choices=sorted(FORMATS), metavar="FORMAT",
+                    help=f"time only these formats (of: {', '.join(FORMATS)})")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="shardscan-formats-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -73,6 +79,8 @@ def main() -> None:
           f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{'format':<14} {'size':>10} {'scan':>8} {'raw read':>9} {'scan/raw':>9}  verdict")
     for label, (name, write) in FORMATS.items():
+        if args.only and label not in args.only:
+            continue
         path = work / name
         if not path.exists():
             size = min(args.mb, WALKED_MB[label]) * 1000 * 1000 if label in WALKED_MB else args.mb * MiB

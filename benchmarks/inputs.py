@@ -13,6 +13,7 @@ import pickle
 import struct
 import zipfile
 from pathlib import Path
+from typing import Any
 
 MiB = 1 << 20
 
@@ -211,4 +212,111 @@ def pmml_file(path: Path, total_bytes: int) -> Path:
                  '<MiningSchema><MiningField name="x"/></MiningSchema>\n<RegressionTable intercept="0">\n')
         fh.write(predictor * (total_bytes // len(predictor)))
         fh.write("</RegressionTable></RegressionModel></PMML>\n")
+    return path
+
+
+#: Flatbuffer scalar kinds and their struct formats.
+_FB_SCALARS = {"i8": "<b", "i32": "<i", "u32": "<I"}
+
+
+class _FlatWriter:
+    """A forward-only flatbuffer writer: every child (table, vector, string) is written after the
+    table that points at it, as flatbuffer uoffsets point forward. A table is {slot: (kind,
+    value)}; kinds are the scalars above, "str", "ints" (a vector of int32), "table", "tables"
+    and "data" (a [ubyte] vector written later by `finish`: the big tensor buffers)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(8)
+        self.buf[4:8] = b"TFL3"
+        self.deferred: list[tuple[int, int]] = []  # (uoffset position, byte length)
+
+    def _align(self) -> None:
+        self.buf += bytes(-len(self.buf) % 4)
+
+    def _patch(self, at: int, target: int) -> None:
+        struct.pack_into("<I", self.buf, at, target - at)
+
+    def table(self, fields: dict[int, tuple[str, object]]) -> int:
+        self._align()
+        slots = max(fields, default=-1) + 1
+        offsets = [0] * slots
+        for k, slot in enumerate(sorted(fields)):
+            offsets[slot] = 4 + 4 * k
+        vtable = len(self.buf)
+        self.buf += struct.pack(f"<HH{slots}H", 4 + 2 * slots, 4 + 4 * len(fields), *offsets)
+        self._align()
+        pos = len(self.buf)
+        self.buf += struct.pack("<i", pos - vtable) + bytes(4 * len(fields))
+        children = []
+        for slot, (kind, value) in fields.items():
+            if kind in _FB_SCALARS:
+                struct.pack_into(_FB_SCALARS[kind], self.buf, pos + offsets[slot], value)
+            else:
+                children.append((pos + offsets[slot], kind, value))
+        for at, kind, value in children:
+            if kind == "data":
+                self.deferred.append((at, int(value)))  # type: ignore[call-overload]
+            else:
+                self._patch(at, self.child(kind, value))
+        return pos
+
+    def child(self, kind: str, value: object) -> int:
+        self._align()
+        pos = len(self.buf)
+        if kind == "str":
+            data = str(value).encode()
+            self.buf += struct.pack("<I", len(data)) + data + b"\0"
+        elif kind == "ints":
+            ints = list(value)  # type: ignore[call-overload]
+            self.buf += struct.pack(f"<I{len(ints)}i", len(ints), *ints)
+        elif kind == "table":
+            return self.table(value)  # type: ignore[arg-type]
+        else:  # "tables"
+            tables = list(value)  # type: ignore[call-overload]
+            self.buf += struct.pack("<I", len(tables)) + bytes(4 * len(tables))
+            for k, t in enumerate(tables):
+                self._patch(pos + 4 + 4 * k, self.table(t))
+        return pos
+
+    def finish(self, root: dict[int, tuple[str, object]], fh: Any, block: bytes) -> None:
+        """Write the flatbuffer, then each deferred data vector of repeated `block`s."""
+        struct.pack_into("<I", self.buf, 0, self.table(root))
+        self._align()
+        pos = len(self.buf)
+        for at, length in self.deferred:
+            self._patch(at, pos)
+            pos += 4 + length + (-length % 4)
+        fh.write(self.buf)
+        for _, length in self.deferred:
+            fh.write(struct.pack("<I", length))
+            for _ in range(length // len(block)):
+                fh.write(block)
+            fh.write(bytes(length % len(block) + (-length % 4)))
+
+
+def tflite_file(path: Path, total_bytes: int, tensor_bytes: int = 64 * MiB) -> Path:
+    """A TFLite model as the converter writes one under 2 GB: one subgraph of FULLY_CONNECTED
+    operators, one float32 weight tensor each, the weights inline in the buffers vector
+    (Model: version 0, operator_codes 1, subgraphs 2, description 3, buffers 4; OperatorCode:
+    deprecated_builtin_code 0, version 2, builtin_code 3; SubGraph: tensors 0, inputs 1, outputs 2,
+    operators 3, name 4; Tensor: shape 0, type 1, buffer 2, name 3; Operator: opcode_index 0,
+    inputs 1, outputs 2; Buffer: data 0). Buffer 0 is the empty buffer, by convention."""
+    count = max(1, total_bytes // tensor_bytes)
+    fully_connected, float32 = 9, 0
+    tensors = [{0: ("ints", [1, 256]), 1: ("i8", float32), 2: ("u32", 0), 3: ("str", "input")}]
+    operators = []
+    for i in range(count):
+        tensors.append({0: ("ints", [tensor_bytes // 4 // 256, 256]), 1: ("i8", float32), 2: ("u32", i + 1),
+                        3: ("str", f"dense_{i}/kernel")})
+        tensors.append({0: ("ints", [1, 256]), 1: ("i8", float32), 2: ("u32", 0), 3: ("str", f"dense_{i}/out")})
+        src = 0 if i == 0 else 2 * i
+        operators.append({0: ("u32", 0), 1: ("ints", [src, 2 * i + 1]), 2: ("ints", [2 * i + 2])})
+    subgraph = {0: ("tables", tensors), 1: ("ints", [0]), 2: ("ints", [2 * count]), 3: ("tables", operators),
+                4: ("str", "main")}
+    buffers = [{}] + [{0: ("data", tensor_bytes)} for _ in range(count)]
+    root = {0: ("u32", 3), 1: ("tables", [{0: ("i8", fully_connected), 2: ("i32", 1), 3: ("i32", fully_connected)}]),
+            2: ("tables", [subgraph]), 3: ("str", "bench"), 4: ("tables", buffers)}
+    writer = _FlatWriter()
+    with open(path, "wb") as fh:
+        writer.finish(root, fh, os.urandom(MiB))
     return path

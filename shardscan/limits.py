@@ -149,10 +149,32 @@ class Limits:
     max_msgpack_string: int = 16 * MiB
     #: Embedded payloads (bytes values, unknown ext types) handed to the other scanners per file.
     max_msgpack_members: int = 64
+    # orbax
+    #: Decoded body of one OCDBT node or zstd value (TensorStore's default max_decoded_node_bytes
+    #: is 8 MiB; zarr chunks Orbax writes are a few MiB).
+    max_ocdbt_node_bytes: int = 64 * MiB
+    #: zstd output decoded per OCDBT file, all nodes and values together; beyond it, ORB010.
+    max_ocdbt_decoded_bytes: int = 256 * MiB
+    #: Encoded nodes walked in one OCDBT file (a data file holds a few hundred).
+    max_ocdbt_nodes: int = 1_000_000
+    #: Raw bytes of one OCDBT file searched for executables and pickles.
+    max_ocdbt_search_bytes: int = 4 * GiB
+    #: Candidate pickles (PROTO bytes) and zstd frames tried per OCDBT file: a file packed with
+    #: those magics cannot make the search quadratic; beyond it, ORB010.
+    max_ocdbt_probes: int = 20_000
+    #: Embedded pickles handed to the other scanners per OCDBT file.
+    max_orbax_members: int = 64
+    #: Descriptors, layers or entries checked per image or archive manifest (real ones hold dozens).
+    max_manifest_entries: int = 100_000
     # -- embedded content (executables, secrets, network indicators) -----------------------------
     #: Matches one call of scanners.indicators returns (secrets, URLs, network uses, executables):
     #: a blob packed with magics or token shapes cannot grow a list without bound.
     max_indicator_matches: int = 256
+    #: Longest string searched for secrets where a scanner would otherwise only skip over it
+    #: (GGUF metadata values, pickle strings): names, paths and tokens are far shorter.
+    max_secret_text: int = 64 * 1024
+    #: Shortest string worth a look: no token shape is shorter.
+    min_secret_text: int = 12
     #: Largest Python source, YAML or template analysed; real modeling files and configs are a
     #: few hundred KiB at most.
     max_text_bytes: int = 16 * MiB

@@ -288,10 +288,6 @@ RULES: tuple[Rule, ...] = (
          "Training tools record sources and paths; listed so that a download location or a "
          "leaked local path is seen.",
          ()),
-    Rule("STF013", W, "SafeTensors metadata holds what looks like a secret",
-         "A token, key or password shape (masked in this report). Published weights leak it to "
-         "anyone who downloads them: revoke it.",
-         ("CWE-798",)),
     Rule("STF014", I, "SafeTensors tensor entries carry undefined fields",
          "Fields besides dtype, shape and data_offsets are ignored by loaders: a place to carry "
          "data unseen. Their string values were checked like metadata.",
@@ -394,10 +390,6 @@ RULES: tuple[Rule, ...] = (
     Rule("ONX108", I, "ONNX text field holds a URL",
          "A doc_string or metadata_props value names a URL; listed for review (heuristic).",
          ()),
-    Rule("ONX109", I, "ONNX text field holds a credential",
-         "A doc_string or metadata_props value looks like an access key, token, password or private "
-         "key (masked in the report): the producer leaked it (heuristic).",
-         ("CWE-798",)),
     Rule("ONX110", W, "ONNX model exceeds a parsing limit",
          "Nodes, subgraph nesting, message nesting, field count or a string size are beyond the ONNX "
          "limits: a denial-of-service attempt or corruption. The rest of the model was not inspected.",
@@ -604,10 +596,6 @@ RULES: tuple[Rule, ...] = (
     Rule("TFL006", I, "TensorFlow Lite metadata holds a URL",
          "The description or a metadata buffer names a URL; listed for review (heuristic).",
          ()),
-    Rule("TFL007", I, "TensorFlow Lite metadata holds a credential",
-         "The description or a metadata buffer looks like it holds an access key, token or "
-         "password (masked in the evidence; heuristic).",
-         ("CWE-798",)),
     Rule("TFL008", W, "TensorFlow Lite model exceeds a parsing limit",
          "Tables, vector lengths or a string size are beyond the TensorFlow Lite limits: the rest "
          "of the model was not inspected.",
@@ -647,9 +635,6 @@ RULES: tuple[Rule, ...] = (
          "Element nesting or count is beyond any real model: a denial-of-service attempt or "
          "corruption. The rest of the document was not analysed.",
          ("CWE-400",)),
-    Rule("PMM008", W, "PMML Extension holds what looks like a secret",
-         "A token, key or password shape (masked in this report) in a published model: revoke it.",
-         ("CWE-798",)),
     Rule("MPK001", W, "msgpack document is malformed",
          "The Flax/msgpack checkpoint is truncated or does not follow msgpack (bad type byte, "
          "lengths past the end, invalid UTF-8): the loader refuses it; nothing after the error "
@@ -679,12 +664,86 @@ RULES: tuple[Rule, ...] = (
     Rule("MPK007", I, "msgpack string names URLs or file paths",
          "Listed so that a download location or a leaked local path is seen.",
          ()),
-    Rule("MPK008", W, "msgpack string holds what looks like a secret",
-         "A token, key or password shape (masked in this report) in published weights: revoke it.",
-         ("CWE-798",)),
     Rule("MPK009", W, "msgpack file has bytes after the document",
          "The Flax loader refuses trailing data; such bytes are a place for a polyglot payload. "
          "Recognised content in them was scanned.",
+         ()),
+    # --- ORB: Orbax/JAX checkpoints ---
+    Rule("ORB001", W, "Orbax metadata is malformed",
+         "_CHECKPOINT_METADATA, _METADATA or zarr metadata is not the JSON object Orbax writes (does not parse, "
+         "wrong type of a field): Orbax refuses or misreads it; nothing after the error was checked.",
+         ("https://orbax.readthedocs.io/en/latest/guides/checkpoint/checkpoint_format.html",)),
+    Rule("ORB002", W, "Orbax metadata or OCDBT file exceeds a parser limit",
+         "Nesting, value count or node count beyond any real checkpoint: a denial-of-service attempt or "
+         "corruption. The part beyond the limit was not analysed.",
+         ("CWE-400",)),
+    Rule("ORB003", W, "Orbax handler type names a module outside Orbax and JAX",
+         "item_handlers (or another handler field) names a class outside orbax/flax/jax/numpy/tensorstore. "
+         "Restoring without explicit handler args resolves the type string and imports its module, so the "
+         "checkpoint picks code to run. Restore with explicit args, and check where the module comes from.",
+         ("CWE-470",)),
+    Rule("ORB004", W, "Orbax restore type names an arbitrary Python class",
+         "value_type (or a restore type) is a dotted class, not one of Orbax's value types (jax.Array, "
+         "np.ndarray, scalar, string): a restorer that builds it imports that module.",
+         ("CWE-470",)),
+    Rule("ORB005", W, "Orbax metadata string holds code, markup or shell",
+         "Orbax writes type names, keys and numbers; code in its metadata is meant for a tool that evaluates or "
+         "renders it.",
+         ("CWE-94",)),
+    Rule("ORB006", I, "Orbax metadata names URLs",
+         "Listed so that a download location or a leaked endpoint is seen.",
+         ()),
+    Rule("ORB008", W, "OCDBT file is malformed",
+         "An OCDBT manifest or node has a bad header (version, compression, length past the end of the file), "
+         "a body that does not decode, or bytes after the manifest: TensorStore refuses it; nothing after the "
+         "error was parsed.",
+         ("https://google.github.io/tensorstore/kvstore/ocdbt/index.html",)),
+    Rule("ORB009", W, "OCDBT data holds a pickle, script or archive",
+         "OCDBT values are array chunks and node records. A pickle or archive inside one is a payload for a "
+         "second-stage loader; a pickle was handed to the pickle scanner, whose findings are listed with it.",
+         ("CWE-502",)),
+    Rule("ORB010", I, "OCDBT content not fully searched",
+         "A node or value could not be decoded within the limits (zstd budget, size), or a data file starts "
+         "with raw values that are searched, not parsed. Coverage of that part is partial, not clean.",
+         ()),
+    Rule("ORB011", C, "Zarr array decodes its chunks with pickle",
+         "The array's filters or codecs name the numcodecs pickle codec: reading the array runs pickle.loads on "
+         "every chunk file, so whoever wrote the chunks runs code on restore. Do not read it.",
+         ("CWE-502", "https://numcodecs.readthedocs.io/en/stable/other/pickles.html")),
+    Rule("ORB012", W, "Zarr array needs a codec numcodecs does not ship",
+         "A compressor, filter or codec id outside numcodecs and zarr's own (or an object dtype with no declared "
+         "string/JSON/msgpack codec): decoding needs a codec registered by other code, which runs on read.",
+         ("https://numcodecs.readthedocs.io/en/stable/",)),
+    # --- MAN: image and archive manifests ---
+    Rule("MAN001", W, "Image or archive manifest is malformed",
+         "An OCI/Docker manifest or index, a docker-save manifest.json or a TorchServe MANIFEST.json does not "
+         "have the fields and types its format defines: tools refuse it or read it differently.",
+         ("https://github.com/opencontainers/image-spec/blob/main/manifest.md",)),
+    Rule("MAN002", W, "OCI descriptor fetches content from URLs",
+         "A descriptor lists urls (a foreign, non-distributable layer): the content is downloaded from those "
+         "hosts at pull time, outside the registry and outside this scan.",
+         ("https://github.com/opencontainers/image-spec/blob/main/descriptor.md#urls",)),
+    Rule("MAN003", C, "Manifest path or digest escapes the archive",
+         "A layer, config, model, handler or requirements path is absolute or climbs with '..', or a digest "
+         "holds path characters: a loader that joins it to its directory reads or writes outside the archive.",
+         ("CWE-22",)),
+    Rule("MAN004", W, "Manifest digest is malformed",
+         "A digest is not algorithm:hex of the algorithm's length: content addressing (the integrity check) "
+         "cannot hold, and registries and runtimes refuse it.",
+         ("https://github.com/opencontainers/image-spec/blob/main/descriptor.md#digests",)),
+    Rule("MAN006", I, "Manifest names URLs",
+         "Listed so that a download location or a leaked endpoint is seen.",
+         ()),
+    Rule("MAN007", I, "TorchServe archive runs a custom handler",
+         "The handler is not one of TorchServe's built-in handlers: its Python module, shipped in the archive "
+         "(and scanned as a member), runs in the model server when the model loads.",
+         ("https://pytorch.org/serve/custom_service.html",)),
+    Rule("MAN008", W, "TorchServe archive installs Python requirements",
+         "requirementsFile is pip-installed when the server runs with install_py_dep_per_model: packages (and "
+         "their setup code) from an index run on the server. Pin and review them.",
+         ("https://pytorch.org/serve/configuration.html#allow-model-specific-custom-python-packages",)),
+    Rule("MAN009", I, "TorchServe archive names a non-Python runtime",
+         "runtime is not python/python3: the server starts another worker runtime for this model.",
          ()),
     # --- BIN: content embedded in any model (executables, secrets, network indicators) ---
     Rule("BIN001", C, "Executable embedded in a model",
@@ -693,6 +752,11 @@ RULES: tuple[Rule, ...] = (
          "waiting for a loader bug or a second stage to extract and run it. Scripts and archives found "
          "the same way are reported by the calling scanner at the severity it judges.",
          ("CWE-506", "https://attack.mitre.org/techniques/T1027/009/")),
+    Rule("BIN002", W, "Secret embedded in a model",
+         "A token, key, password or private key shape (masked in every report) in a model's metadata, "
+         "configuration, strings or code. Whoever downloads the model can read it: revoke it and "
+         "remove it from every copy. One rule for every format, so one query finds them all.",
+         ("CWE-798", "CWE-312")),
     # --- OPQ: opaque compiled engines (TensorRT .engine/.plan/.trt) ---
     Rule("OPQ001", I, "Opaque compiled engine: only embedded code and plugin references were checked",
          "A serialized engine is vendor-compiled kernels for one GPU and one runtime version; its layout is "

@@ -215,7 +215,7 @@ def test_secrets_are_masked(scan_bytes):
     cred = "s3cr3tValue123456"
     report = scan_bytes(pk({"meta": {"note": f"use {token}", "api_key": cred}}), "model.msgpack")
     clean_run(report)
-    hits = only(report, "MPK008")
+    hits = only(report, "BIN002")
     assert len(hits) == 2 and all(h.severity == Severity.WARNING for h in hits)
     text = " ".join(f.message + repr(f.evidence) for f in report.findings)
     assert token not in text and cred not in text

@@ -502,10 +502,10 @@ def test_url_is_info(scan_bytes):
 ])
 def test_credentials_are_reported_masked(secret, scan_bytes):
     report = scan_bytes(simple(metadata=[("deploy", f"use {secret} to upload")]), "m.onnx")
-    [f] = by_rule(report, "ONX109")
-    assert f.severity == Severity.INFO
+    [f] = by_rule(report, "BIN002")
+    assert f.severity == Severity.WARNING
     shown = f.message + repr(dict(f.evidence))
-    assert "[masked]" in shown
+    assert "masked>" in shown
     assert secret[6:] not in shown
 
 

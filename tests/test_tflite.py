@@ -182,7 +182,7 @@ def test_metadata_text_heuristics():
     result = scan(model(metadata=[("TFLITE_METADATA", 1)], buffers=[{}, {0: ("bytes", payload)}]))
     assert rules(result) == {"TFL005": Severity.WARNING, "TFL006": Severity.INFO}
     result = scan(model(description="token: hf_" + "a" * 34))
-    assert rules(result) == {"TFL007": Severity.INFO}
+    assert rules(result) == {"BIN002": Severity.WARNING}
     assert "a" * 20 not in result.findings[0].message
 
 

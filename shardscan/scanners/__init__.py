@@ -57,6 +57,8 @@ _FORMAT_SCANNERS: tuple[ScannerEntry, ...] = (
     ScannerEntry("pmml", 1, (fmt.PMML,), "shardscan.scanners.pmml:PmmlScanner"),
     # msgpack scanner
     ScannerEntry("msgpack", 1, (fmt.MSGPACK,), "shardscan.scanners.msgpack_model:MsgpackScanner"),
+    # orbax scanner
+    ScannerEntry("orbax", 1, (fmt.OCDBT,), "shardscan.scanners.orbax:OcdbtScanner"),
     # tflite scanner
     ScannerEntry("tflite", 1, (fmt.TFLITE,), "shardscan.scanners.tflite:TFLiteScanner"),
     ScannerEntry("text", 1, (fmt.TEXT,), "shardscan.scanners.text:TextScanner"),

@@ -59,6 +59,20 @@ class ScanContext:
             raise ScanTimeout("scan timed out")
 
 
+def embedded_member(ctx: ScanContext, name: str, reader: RangeReader, members: int,
+                    limit: int) -> tuple[UnitResult | None, str]:
+    """Content found inside a format (a pickle in a value, a payload in a gap) handed to the
+    pipeline as a member, unless a bound says no: then the result is None and the note says
+    why, so the caller reports it as not inspected rather than clean. `members` counts this one."""
+    if ctx.scan_member is None:
+        return None, "no member scanner: not inspected"
+    if ctx.depth >= ctx.limits.max_archive_depth:
+        return None, "nesting limit reached: not inspected"
+    if members > limit:
+        return None, "member limit reached: not inspected"
+    return ctx.scan_member(name, reader, ctx.child()), ""
+
+
 def finding(rule_id: str, scanner_id: str, message: str, *, offset: int | None = None,
             location: str = "", severity: Severity | None = None, **evidence: object) -> Finding:
     """A finding at its rule's default severity unless told otherwise."""

@@ -7,6 +7,7 @@ protobuf); a pickle renamed `.safetensors` is still a pickle.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ GGML = "ggml"
 TFLITE = "tflite"
 TF_GRAPH = "tensorflow"           # SavedModel saved_model.pb, frozen GraphDef .pb, MetaGraph .meta
 MSGPACK = "msgpack"               # Flax/JAX checkpoints
+OCDBT = "ocdbt"                   # TensorStore OCDBT manifests and data files (Orbax checkpoints)
 PMML = "pmml"
 OPAQUE_ENGINE = "engine"          # TensorRT engines/plans: opaque compiled kernels, by extension
 ELF = "elf"
@@ -78,6 +80,9 @@ MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xcf\xfa\xed\xfe", MACHO),
     (257, b"ustar", TAR),
     (4, b"TFL3", TFLITE),             # the flatbuffer file identifier
+    (0, b"\x0c\xdb\x3a\x2a", OCDBT),    # OCDBT manifest (uint32be 0x0cdb3a2a)
+    (0, b"\x0c\xdb\x20\xde", OCDBT),    # OCDBT B+tree node, first in most data files
+    (0, b"\x0c\xdb\x12\x34", OCDBT),    # OCDBT version tree node
 )
 
 #: Extensions that decide only when the content has no magic of its own.
@@ -121,6 +126,10 @@ def extension(name: str) -> str:
     base = name.rsplit("/", 1)[-1].lower()
     dot = base.rfind(".")
     return base[dot:] if dot > 0 else ""
+
+
+#: OCDBT data files: `d/` and a 128-bit random id in lowercase hex.
+_OCDBT_DATA = re.compile(r"(?:^|/)d/[0-9a-f]{32}$")
 
 
 def _is_pe(head: bytes) -> bool:
@@ -214,7 +223,11 @@ def detect(head: bytes, name: str, size: int, tail: bytes = b"") -> Detection:
             primary = EXTENSIONS.get(ext, UNKNOWN)
             if primary == UNKNOWN:
                 by = "content"
-    primary, by = _onnx_sniff(primary, by, head, size, tail)
+    if primary in (UNKNOWN, ZSTD) and _OCDBT_DATA.search(name):
+        # An OCDBT data file (`d/<128-bit hex id>`) starting with a raw value (a zarr chunk, often a
+        # zstd frame): nodes and more values follow, which a single-stream reader would miss.
+        primary, by = OCDBT, "extension"
+    primary, by = _sniff_without_magic(primary, by, head, size, tail)
     formats = [primary]
     if primary == PICKLE and _has_zip_end(tail):
         formats.append(ZIP)
@@ -257,9 +270,290 @@ def _is_onnx(head: bytes, size: int) -> bool:
     return seen_graph
 
 
-def _onnx_sniff(primary: str, by: str, head: bytes, size: int, tail: bytes) -> tuple[str, str]:
-    """ONNX found by content where nothing stronger decided: no magic, no zip end record (a
-    zip after a protobuf-looking head stays a zip), only an extension guess or plain text."""
+def _sniff_without_magic(primary: str, by: str, head: bytes, size: int, tail: bytes) -> tuple[str, str]:
+    """ONNX, TensorFlow protobufs and Flax msgpack found by content where nothing stronger
+    decided: no magic, no zip end record (a zip after a protobuf-looking head stays a zip), only
+    an extension guess or plain text. ONNX is asked first: its sniff is the strictest, and a
+    TensorFlow sniff must never take an ONNX file."""
     if primary == ONNX or (by == "content" and primary not in (TEXT, UNKNOWN)) or _has_zip_end(tail):
         return primary, by
-    return (ONNX, "content") if _is_onnx(head, size) else (primary, by)
+    for fmt, sniff in ((ONNX, _is_onnx), (TF_GRAPH, _is_tf_graph), (MSGPACK, _is_msgpack)):
+        if sniff(head, size):
+            return fmt, "content"
+    return primary, by
+
+
+# --- TensorFlow protobufs ---------------------------------------------------------------------
+
+#: Protobuf wire types: varint, 64-bit, length-delimited, 32-bit (groups are never written).
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_FIXED_WIDTH = {_I64: 8, _I32: 4}
+#: Longest node, op and op-definition name taken as an identifier (TensorFlow's own names are
+#: scoped paths, rarely past a few hundred characters).
+MAX_TF_NAME = 1024
+#: Highest SavedModel schema version sniffed (TensorFlow writes 1).
+MAX_SAVED_MODEL_SCHEMA = 16
+#: Top-level fields of a MetaGraphDef (1 meta_info_def, 2 graph_def, 3 saver_def,
+#: 4 collection_def, 5 signature_def, 6 asset_file_def, 7 object_graph_def): all messages.
+_META_GRAPH_FIELDS = range(1, 8)
+#: Top-level fields of a GraphDef (1 node, 2 library, 3 deprecated version, 4 versions) or of a
+#: MetaGraphDef, with the wire types they may have: a file holds one or the other.
+_TF_TOP_FIELDS = {n: (_LEN,) for n in _META_GRAPH_FIELDS} | {3: (_VARINT, _LEN)}
+#: MetaInfoDef fields and their wire types.
+_META_INFO_FIELDS = {1: _LEN, 2: _LEN, 3: _LEN, 4: _LEN, 5: _LEN, 6: _LEN, 7: _VARINT, 8: _LEN}
+#: Node and op names: letters, digits and TensorFlow's scope and suffix punctuation.
+_TF_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-:>")
+
+
+class _NotThis(Exception):
+    """The bytes break the structure a sniffer expects."""
+
+
+def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int] | None:
+    """(value, next position), or None when `end` cuts the varint; over 10 bytes is invalid."""
+    value = shift = 0
+    for i in range(pos, min(end, pos + 10)):
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, i + 1
+    if end - pos >= 10:
+        raise _NotThis
+    return None
+
+
+def _proto_fields(buf: bytes, pos: int, end: int, limit: int) -> list[tuple[int, int, int, int]]:
+    """(number, wire type, varint value or length, payload position) of the fields in
+    buf[pos:end]. `limit` is where the message really ends: a length must fit it, and a field
+    cut by `end` short of `limit` (the end of the head) ends the list instead of failing."""
+    out: list[tuple[int, int, int, int]] = []
+    while pos < end:
+        tag = _read_varint(buf, pos, end)
+        if tag is None:
+            break
+        (key, pos) = tag
+        number, wire = key >> 3, key & 7
+        if number == 0 or wire not in (_VARINT, _I64, _LEN, _I32):
+            raise _NotThis
+        if wire in _FIXED_WIDTH:
+            out.append((number, wire, _FIXED_WIDTH[wire], pos))
+            pos += _FIXED_WIDTH[wire]
+            continue
+        read = _read_varint(buf, pos, end)
+        if read is None:
+            break
+        value, pos = read
+        if wire == _LEN and value > limit - pos:
+            raise _NotThis
+        out.append((number, wire, value, pos))
+        pos += value if wire == _LEN else 0
+    if pos > limit or (pos < end and end >= limit):
+        raise _NotThis
+    return out
+
+
+def _message(head: bytes, length: int, at: int) -> list[tuple[int, int, int, int]]:
+    """Fields of the embedded message at head[at:at + length], as far as the head holds it."""
+    return _proto_fields(head, at, min(len(head), at + length), at + length)
+
+
+def _is_name(head: bytes, field: tuple[int, int, int, int], number: int) -> bool:
+    """Whether `field` is string field `number` holding a short identifier."""
+    n, wire, length, at = field
+    return (n == number and wire == _LEN and 0 < length <= MAX_TF_NAME and at + length <= len(head)
+            and _TF_NAME_CHARS.issuperset(head[at : at + length]))
+
+
+def _is_node_def(head: bytes, length: int, at: int) -> bool:
+    """A NodeDef: its name (1) then its op (2), both identifiers, as every writer orders them."""
+    fields = _message(head, length, at)
+    return len(fields) >= 2 and _is_name(head, fields[0], 1) and _is_name(head, fields[1], 2)
+
+
+def _is_meta_info_def(head: bytes, length: int, at: int) -> bool:
+    """A MetaInfoDef: only its own fields (1 meta_graph_version, 2 stripped_op_list, 3 any_info,
+    4 tags, 5 tensorflow_version, 6 tensorflow_git_version, 7 stripped_default_attrs, 8 function
+    aliases), a printable version string, and an op list whose first OpDef is named by an
+    identifier: a NodeDef (name 1, op 2 both strings) fails the op list."""
+    fields = _message(head, length, at)
+    if not fields or any(_META_INFO_FIELDS.get(n) != w for n, w, _, _ in fields):
+        return False
+    for number, _, inner, inner_at in fields:
+        if number == 1:
+            version = head[inner_at : inner_at + inner]
+            if inner_at + inner > len(head) or not (version.isascii() and version.decode().isprintable()):
+                return False
+        elif number == 2:
+            ops = _message(head, inner, inner_at)
+            if not ops or ops[0][:2] != (1, _LEN):
+                return False
+            op_def = _message(head, ops[0][2], ops[0][3])
+            return bool(op_def) and _is_name(head, op_def[0], 1)
+    return fields[0][0] == 1
+
+
+def _is_meta_graph_def(head: bytes, fields: list[tuple[int, int, int, int]]) -> bool:
+    """Top-level fields of a MetaGraphDef: a meta_info_def first, or a graph_def first whose
+    first node parses."""
+    if not fields or any(n not in _META_GRAPH_FIELDS or w != _LEN for n, w, _, _ in fields):
+        return False
+    number, _, length, at = fields[0]
+    if number == 1:
+        return _is_meta_info_def(head, length, at)
+    if number != 2:
+        return False
+    nodes = _message(head, length, at)
+    return bool(nodes) and nodes[0][:2] == (1, _LEN) and _is_node_def(head, nodes[0][2], nodes[0][3])
+
+
+def _is_tf_graph(head: bytes, size: int) -> bool:
+    """A TensorFlow SavedModel, MetaGraphDef or frozen GraphDef (all read by one scanner).
+
+    SavedModel: a small schema version (field 1, varint) then meta graphs (field 2) whose first
+    one parses as a MetaGraphDef. GraphDef: top-level fields of the GraphDef/MetaGraphDef set
+    only, the first a NodeDef with an identifier name and op. MetaGraphDef: a meta_info_def or a
+    graph_def first. Lengths must fit the object; only what the head holds is walked."""
+    try:
+        fields = _proto_fields(head, 0, min(len(head), size), size)
+    except _NotThis:
+        return False
+    if not fields:
+        return False
+    number, wire, value, at = fields[0]
+    if number == 1 and wire == _VARINT:
+        metas = fields[1:]
+        if not 1 <= value <= MAX_SAVED_MODEL_SCHEMA or not metas or any(f[:2] != (2, _LEN) for f in metas):
+            return False
+        try:
+            return _is_meta_graph_def(head, _message(head, metas[0][2], metas[0][3]))
+        except _NotThis:
+            return False
+    if any(w not in _TF_TOP_FIELDS.get(n, ()) for n, w, _, _ in fields) or wire != _LEN:
+        return False
+    try:
+        return (number == 1 and _is_node_def(head, value, at)) or _is_meta_graph_def(head, fields)
+    except _NotThis:
+        return False
+
+
+# --- msgpack (Flax) -----------------------------------------------------------------------------
+
+#: Top-level keys checked to be short printable strings, and the longest such key.
+MSGPACK_KEYS_CHECKED = 8
+MAX_MSGPACK_KEY = 256
+#: Nesting the sniffer follows (Flax trees are a few levels deep).
+MAX_MSGPACK_DEPTH = 32
+#: Fixed-size msgpack values: lead byte -> bytes after it (nil, bools, numbers, fixext
+#: including their type byte).
+_MP_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
+             0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xD4: 2, 0xD5: 3, 0xD6: 5, 0xD7: 9, 0xD8: 17}
+#: Lead byte -> width of the big-endian length after it, for str, bin and ext (ext adds a type byte).
+_MP_SIZED = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4, 0xC7: 1, 0xC8: 2, 0xC9: 4}
+_MP_EXT = frozenset({0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
+_MP_STR = frozenset({0xD9, 0xDA, 0xDB})
+
+
+class _Cut(Exception):
+    """The value runs past the head: what was read so far is all the sniffer can judge."""
+
+
+class _MsgpackSkipper:
+    """Skips msgpack values in a head without building them, noting whether a nested map or an
+    ext-typed value was met. A length must fit the object; reaching the head's end is a cut."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head, self.size, self.end = head, size, min(len(head), size)
+        self.structured = False
+
+    def _take(self, pos: int, n: int) -> int:
+        if n > self.size - pos:
+            raise _NotThis
+        if pos + n > self.end:
+            raise _Cut
+        return pos + n
+
+    def _uint(self, pos: int, width: int) -> tuple[int, int]:
+        end = self._take(pos, width)
+        return int.from_bytes(self.head[pos:end], "big"), end
+
+    def header(self, pos: int) -> tuple[str, int, int]:
+        """(kind, count or byte length, position after the header) of the value at `pos`;
+        kind is "map", "array", "str", "bytes" (bin, ext, fixed-size scalars) or "int"."""
+        lead = self.head[self._take(pos, 1) - 1]
+        pos += 1
+        if lead < 0x80 or lead >= 0xE0:
+            return "int", 0, pos
+        if lead < 0x90 or lead in (0xDE, 0xDF):
+            if lead >= 0xDE:
+                count, pos = self._uint(pos, 2 if lead == 0xDE else 4)
+            else:
+                count = lead & 0x0F
+            return "map", count, pos
+        if lead < 0xA0 or lead in (0xDC, 0xDD):
+            count, pos = (lead & 0x0F, pos) if lead < 0xA0 else self._uint(pos, 2 if lead == 0xDC else 4)
+            return "array", count, pos
+        if lead < 0xC0:
+            return "str", lead & 0x1F, pos
+        if lead in _MP_EXT:
+            self.structured = True
+        if lead in _MP_FIXED:
+            return "bytes", _MP_FIXED[lead], pos
+        if lead in _MP_SIZED:
+            length, pos = self._uint(pos, _MP_SIZED[lead])
+            return ("str" if lead in _MP_STR else "bytes"), length + (lead in _MP_EXT), pos
+        raise _NotThis  # 0xC1: never used
+
+    def skip(self, pos: int, depth: int = 0) -> int:
+        """The position after the value at `pos`."""
+        if depth > MAX_MSGPACK_DEPTH:
+            raise _Cut
+        kind, count, pos = self.header(pos)
+        if kind in ("str", "bytes"):
+            return self._take(pos, count)
+        if kind == "map":  # Flax state dicts are keyed by strings at every level
+            self.structured = self.structured or depth > 0
+            for _ in range(count):
+                key_kind, length, pos = self.header(pos)
+                if key_kind != "str":
+                    raise _NotThis
+                pos = self.skip(self._take(pos, length), depth + 1)
+            return pos
+        for _ in range(count if kind == "array" else 0):
+            pos = self.skip(pos, depth + 1)
+        return pos
+
+    def key(self, pos: int) -> int:
+        """The position after a top-level key, which must be a short printable string."""
+        kind, length, start = self.header(pos)
+        if kind != "str" or not 0 < length <= MAX_MSGPACK_KEY:
+            raise _NotThis
+        end = self._take(start, length)
+        try:
+            text = self.head[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _NotThis from None
+        if not text.isprintable():
+            raise _NotThis
+        return end
+
+
+def _is_msgpack(head: bytes, size: int) -> bool:
+    """A Flax/JAX msgpack checkpoint: one top-level map whose first keys are short printable
+    strings and whose entries parse as well-formed msgpack as far as the head goes, holding a
+    nested map or an ext-typed value (Flax arrays), or parsing to exactly the object's end."""
+    if not head or not (0x81 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
+        return False
+    skipper = _MsgpackSkipper(head, size)
+    try:
+        _, count, pos = skipper.header(0)
+        if count == 0:
+            return False
+        for i in range(count):
+            pos = skipper.key(pos) if i < MSGPACK_KEYS_CHECKED else skipper.skip(pos, 1)
+            pos = skipper.skip(pos, 1)
+    except _NotThis:
+        return False
+    except _Cut:
+        return skipper.structured
+    return pos == size

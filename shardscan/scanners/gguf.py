@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from shardscan.limits import Limits
 from shardscan.model import Finding, Unit, UnitResult
 from shardscan.scanners import detect as fmt
+from shardscan.scanners import indicators
 from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
 from shardscan.scanners.templates import analyse as analyse_template
 from shardscan.storage.reader import RangeReader, ReaderStream, SliceReader
@@ -247,7 +248,10 @@ class _Gguf:
             start, length = self.string_length(f"metadata {key!r} string", self.limits.max_gguf_string)
             if length >= EMBED_MIN_BYTES:
                 self.peek_embedded(key, start, length)
-            self.stream.skip(length)
+            if depth == 0 and self.limits.min_secret_text <= length <= self.limits.max_secret_text:
+                self.secrets(key, self.stream.read(length).decode("utf-8", "replace"), start)
+            else:
+                self.stream.skip(length)
             return
         if type_id != ARRAY:
             code = VALUE_TYPES[type_id][1]
@@ -320,6 +324,13 @@ class _Gguf:
                                          "was analysed", offset=start, bytes=length))
         self.findings += analyse_template(text, scanner_id=self.scanner_id, offset=start,
                                           limits=self.limits, source=f"metadata {key!r}")
+
+    def secrets(self, key: str, value: str, start: int) -> None:
+        """A top-level string value: arrays (token vocabularies) are not searched."""
+        for secret in indicators.secrets_in(value, key):
+            name = indicators.shown(key)
+            self.note(indicators.SECRET_RULE, indicators.secret_message(f"metadata {name!r}", secret), start,
+                      key=name, kind=secret.kind, length=secret.length)
 
     def peek_embedded(self, key: str, start: int, length: int) -> None:
         head = self.reader.read(start, min(length, EMBED_PEEK))

@@ -40,15 +40,17 @@ Rules
 -----
 
 * BIN001 (CRITICAL) embedded executable: `Embedded.native` (ELF, PE, Mach-O) found in a model
-  blob (today: SafeTensors regions no tensor covers). Scripts and ZIP headers are returned too
-  (`native` False): the caller decides whether they matter where it found them.
-* Secrets and network code are reported under each format's own rules (their callers own the
-  context); a shared rule for blobs of formats without one comes with the cross-format pass.
-
-SafeTensors (STF012/STF013) and ONNX (ONX108/ONX109) keep their per-format rule ids for
-metadata and free text, which existed before this module: they use its patterns and masking,
-so that a finding's id tells the format, and BIN0xx stay for blobs and formats without their
-own rules.
+  blob (SafeTensors regions no tensor covers, pickled bytes constants, opaque engines). Scripts
+  and ZIP headers are returned too (`native` False): the caller decides whether they matter where
+  it found them.
+* BIN002 (WARNING) secret: one rule for every format that holds strings (SafeTensors and GGUF
+  metadata, ONNX and TFLite text fields, TensorFlow attrs, Keras configs and Lambda constants,
+  PMML Extensions, msgpack strings, pickle string constants, configs, sources and model cards),
+  so that one query finds every leaked credential in a fleet. `secrets_in` adds credential-named
+  keys with a credential-shaped value and drops documented placeholders (`hf_xxxx...`, AWS's
+  `...EXAMPLE` key); free text and sources are judged by conclusive shapes only.
+* URLs and network code stay under each format's rules: whether a URL matters depends on where
+  it is (a Keras `get_file` origin, a PMML extension, a training tool's record).
 """
 
 from __future__ import annotations
@@ -106,6 +108,12 @@ class Embedded:
 # --- secrets ----------------------------------------------------------------------------------
 
 _I = re.IGNORECASE
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, _I)
+
+
 #: (kind, pattern). Group `v` is masked; group `p`, when present, directly precedes `v` and is
 #: shown (a fixed public prefix or the name of the assigned key). The span is `p` + `v`.
 SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -144,7 +152,8 @@ def _aws_secret_shape(v: str) -> bool:
 
 
 def find_secrets(text: str) -> list[Secret]:
-    """Secrets in `text`, in order and not overlapping (the earliest, then longest, wins)."""
+    """Secrets in `text`, in order and not overlapping (a conclusive shape wins over an
+    assignment, then the earliest and longest)."""
     if not _SECRET_SCREEN.search(text):
         return []
     found: list[tuple[int, int, str, str, int]] = []  # start, end, kind, prefix, length
@@ -159,16 +168,16 @@ def find_secrets(text: str) -> list[Secret]:
                         found.append((n.start(), n.end(), "AWS secret access key", "", 40))
             if len(found) >= 4 * MAX_MATCHES:
                 break
-    found.sort(key=lambda f: (f[0], -f[1]))
+    # Conclusive shapes first (`TOKEN = "hf_..."` is a Hugging Face token more than an
+    # assignment), then the earliest and longest.
+    found.sort(key=lambda f: (f[2] not in STRONG_KINDS, f[0], -f[1]))
     out: list[Secret] = []
-    end = -1
     for start, stop, kind, prefix, length in found:
-        if start >= end:
+        if all(stop <= s.start or start >= s.end for s in out):
             out.append(Secret(kind, start, stop, prefix, length))
-            end = stop
             if len(out) >= MAX_MATCHES:
                 break
-    return out
+    return sorted(out, key=lambda s: s.start)
 
 
 def mask(text: str, display: Callable[[Secret], str] | None = None) -> str:
@@ -186,10 +195,89 @@ def mask(text: str, display: Callable[[Secret], str] | None = None) -> str:
     return "".join(parts)
 
 
+#: Longest excerpt of a scanned string quoted in a finding.
+EXCERPT = 100
+#: The rule every scanner reports secrets under, so one query finds them across formats.
+SECRET_RULE = "BIN002"
+#: Keys named like a credential: their values are secrets when they look like one.
+CREDENTIAL_KEY = _rx(r"(?:^|[^a-z])(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
+                 r"|credentials?|auth)(?:$|[^a-z])")
+CREDENTIAL_SHAPE = re.compile(r"(?=.*[A-Za-z])(?=.*\d)\S{12,}")
+
+
+#: Kinds whose shape alone is conclusive. "assigned secret" (`token = ...`) also matches code
+#: that reads a secret from elsewhere (`token = os.environ[...]`), so free text and source
+#: files are judged on these only.
+STRONG_KINDS = frozenset(kind for kind, _ in SECRET_PATTERNS) - {"assigned secret"}
+
+
+def shown(text: str, limit: int = EXCERPT) -> str:
+    """A string from a scanned file made fit for a finding: secrets masked, bounded, printable."""
+    text = mask(text[: limit * 4])
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+#: Runs such as `xxxx`, `0000` or `****`: documentation writes tokens this way.
+_PLACEHOLDER_RUN = re.compile(r"(.)\1{3}")
+_PLACEHOLDER_WORD = re.compile(r"your|example|placeholder|redacted|dummy|changeme|here", _I)
+
+
+def _placeholder(value: str) -> bool:
+    """A documented shape rather than a credential: `hf_xxxxxxxx...`, `sk-YOUR_KEY_HERE`.
+    A random token has a run of four equal characters about once in 7,000; a PEM block's
+    base64 often does, so private keys are judged by their armour alone."""
+    if value.startswith("-----BEGIN"):
+        return False
+    return len(set(value)) < 6 or bool(_PLACEHOLDER_RUN.search(value) or _PLACEHOLDER_WORD.search(value))
+
+
+def secrets_in(value: str, key: str = "", *, strong_only: bool = False) -> list[Secret]:
+    """Secrets in `key` and `value`, and the whole value when `key` names a credential and the
+    value has a credential's shape (no known prefix needed: `"password": "hunter2hunter2"`)."""
+    found = [s for text in (key, value) if text for s in find_secrets(text)
+             if (not strong_only or s.kind in STRONG_KINDS) and not _placeholder(text[s.end - s.length:s.end])]
+    if key and not found and CREDENTIAL_KEY.search(key) and CREDENTIAL_SHAPE.fullmatch(value.strip()):
+        found.append(Secret("credential-named value", 0, len(value), "", len(value)))
+    return found[:MAX_MATCHES]
+
+
+def secret_message(where: str, secret: Secret) -> str:
+    """The message of a SECRET_RULE finding: where, the kind and the masked display."""
+    return f"{where} holds what looks like a {secret.kind}: {secret.masked}"
+
+
 # --- network indicators ------------------------------------------------------------------------
 
 URL = re.compile(r"\b(?:https?|ftps?|sftp|file|s3|gs|hdfs|ssh|git|wss?)://[^\s\"'<>]{1,2048}"
                  r"|\bdata:[\w/+.-]{1,100};base64,", _I)
+
+#: (label, pattern): code, markup or shell in strings that tools may render or run.
+CODE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("python import", _rx(r"__import__\s*\(|\bimport\s+(?:os|sys|subprocess|socket|pty|shutil|ctypes|base64"
+                          r"|pickle|marshal|builtins|importlib|runpy)\b|\bfrom\s+(?:os|subprocess|socket|pty"
+                          r"|ctypes|builtins|importlib)\s+import\b")),
+    ("python eval/exec", re.compile(r"\b(?:exec|eval|compile|execfile)\s*\(")),
+    ("python process call", _rx(r"\bos\.(?:system|popen|exec\w*|spawn\w*)\s*\(|\bsubprocess\.\w+\s*\(")),
+    ("python deserialisation", _rx(r"\b(?:pickle|marshal|dill|cloudpickle|_pickle)\.loads?\s*\(")),
+    ("python introspection", re.compile(r"__(?:builtins|globals|subclasses|class|bases?|mro|code|reduce"
+                                        r"|reduce_ex|getattribute|init)__")),
+    ("script markup", _rx(r"<\s*script\b|\bjavascript\s*:|<\s*(?:iframe|object|embed)\b"
+                          r"|\bon(?:error|load|click|mouseover|focus)\s*=|<\?php")),
+    ("shell download", _rx(r"\b(?:curl|wget)\b[^|\n]{0,200}\|\s*(?:ba|z|da|k)?sh\b"
+                           r"|\b(?:curl|wget)\s+(?:-\S+\s+)*['\"]?(?:https?|ftp)://")),
+    ("shell command", _rx(r"\b(?:ba|z|da)?sh\s+-c\b|\brm\s+-[a-z]*[rf]|/dev/tcp/|\bnc(?:at)?\s+(?:-\S+\s+)*-e\b"
+                          r"|\bpowershell(?:\.exe)?\b|\bcmd(?:\.exe)?\s+/[ck]\b|\bchmod\s+(?:\+x|[0-7]{3,4})\b"
+                          r"|\bpython[0-9.]*\s+-c\b|\bbase64\s+(?:-d|--decode)\b|\bmkfifo\b")),
+)
+#: (label, pattern): places outside the file: URLs and file paths.
+PLACE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("URL", URL),
+    ("file path", re.compile(r"(?<![\w.~/])/(?:etc|root|home|tmp|var|usr|bin|sbin|dev|proc|opt|Users|mnt|srv)/"
+                             r"[^\s\"']*|\b[A-Za-z]:\\[^\s\"']*|(?<!\w)~/[^\s\"']+|\.\.[/\\]")),
+)
+#: Code using the network, found in code-bearing text.
 _NETWORK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("raw socket", re.compile(r"\bsocket\.(?:socket|create_connection|create_server|socketpair)\s*\(")),
     ("python HTTP client", re.compile(

@@ -31,6 +31,7 @@ from typing import Any
 from shardscan.limits import DEFAULT_LIMITS, Limits
 from shardscan.model import Finding, Unit, UnitResult
 from shardscan.policy import Verdict, load_policy
+from shardscan.scanners import indicators
 from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, unit_view
 from shardscan.scanners.pycode import CodeInfo, MarshalError, decode_code, referenced_globals, strings_in
 from shardscan.storage.reader import RangeReader
@@ -100,6 +101,8 @@ def _gadget(dotted: str) -> tuple[str, str] | None:
 
 
 def _short(text: str, n: int = 120) -> str:
+    """Config text quoted in a finding: secrets masked, bounded."""
+    text = indicators.mask(text[: n * 4])
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
@@ -190,8 +193,12 @@ class _Walker:
             stack.extend(reversed(children))
 
     def string(self, key: str, value: str, path: str) -> None:
-        if len(value) > 64 * 1024:
+        if len(value) > self.limits.max_secret_text:
             return
+        for secret in indicators.secrets_in(value, key):
+            self.add(indicators.SECRET_RULE, indicators.secret_message(f"config value {indicators.shown(key)!r}",
+                                                                      secret), path, kind=secret.kind,
+                     length=secret.length)
         if _URL.match(value):
             self.add("KER010", f"config value {key!r} is a URL: {_short(value)}", path, value=_short(value, 512))
         elif _PATH.search(value) and "\n" not in value:
@@ -323,6 +330,10 @@ class _Walker:
             found = strings_in(raw)
             info = CodeInfo(names=found, strings=found)
         verdicts = self.judge_code(info)
+        for text in info.strings:
+            for secret in indicators.secrets_in(text, strong_only=True):
+                self.add(indicators.SECRET_RULE, indicators.secret_message(f"{label} constant", secret), path,
+                         kind=secret.kind, length=secret.length)
         where = f"Python {info.opcodes or info.layout}" if info.layout else "unknown Python version"
         evidence = {"names": info.names[:100], "strings": [_short(s, 200) for s in info.strings[:50]],
                     "numbers": info.numbers[:50], "python": info.layout or None, "bytes": len(raw)}

@@ -20,16 +20,14 @@ The format holds no code, so the risks are in what a reader trusts and what ride
 * MPK005 (WARNING) an array whose shape and dtype disagree with its payload length, a malformed
   array record (not `(shape, dtype, bytes)`), or a dtype NumPy would refuse or that holds objects;
 * MPK006 (WARNING) strings with code, markup or shell; MPK007 (INFO) URLs and file paths;
-  MPK008 (WARNING) secrets, masked (the heuristics of the SafeTensors metadata checks);
+  BIN002 (WARNING, shared by every format) secrets, masked;
 * MPK009 (WARNING) bytes after the document (`unpackb` refuses them; a polyglot's place),
   classified and scanned like MPK004.
 
 The parser is this module's own: it reads through the reader in chunks, never builds the tree,
 and never reads array data (only lengths; payload heads are read to classify bytes values).
-Orbax checkpoint directories: `_METADATA`, `_CHECKPOINT_METADATA` and `array_metadatas/*` are
-JSON (the text scanner handles them); the OCDBT/zarr `d/*` chunk files hold raw array data with no
-format of their own (reported as unknown content); a `checkpoint` file with no extension is only
-routed here when named `.msgpack`/`.flax` (detection by name alone is left to detect.py).
+Orbax checkpoint directories hold msgpack only in legacy `checkpoint` files (found by content,
+detect.py); their metadata and OCDBT/zarr files are the `orbax` scanner's.
 """
 
 from __future__ import annotations
@@ -40,16 +38,17 @@ from typing import Any
 
 from shardscan.model import Unit, UnitResult
 from shardscan.scanners import detect as fmt
-from shardscan.scanners.base import CappedFindings, ScanContext, Scanner, ScanTimeout, rebase, unit_view
-from shardscan.scanners.safetensors import (
-    CODE_PATTERNS,
-    CREDENTIAL_SHAPE,
-    PLACE_PATTERNS,
-    SECRET_KEY,
-    SECRET_PATTERNS,
-    _masked,
-    shown,
+from shardscan.scanners import indicators
+from shardscan.scanners.base import (
+    CappedFindings,
+    ScanContext,
+    Scanner,
+    ScanTimeout,
+    embedded_member,
+    rebase,
+    unit_view,
 )
+from shardscan.scanners.indicators import CODE_PATTERNS, PLACE_PATTERNS, SECRET_RULE, shown
 from shardscan.storage.reader import RangeReader, SliceReader
 
 MAX_REPORTED = 8
@@ -205,7 +204,7 @@ class _Walker:
                 self.text(key, sub, key_pos, is_key=True)
             pos, v = self.value(pos, depth + 1, sub, build)
             if isinstance(v, str):
-                self.text(v, sub, pos, secret_key=bool(SECRET_KEY.search(str(key))))
+                self.text(v, sub, pos, key=str(key))
             elif isinstance(v, _Bin) and not build:
                 self.embedded(v.offset, v.length, sub, "bytes value")
             if out is not None:
@@ -297,17 +296,15 @@ class _Walker:
 
     # -- content ---------------------------------------------------------------------------------
 
-    def text(self, value: str, path: str, offset: int, *, is_key: bool = False, secret_key: bool = False) -> None:
+    def text(self, value: str, path: str, offset: int, *, is_key: bool = False, key: str = "") -> None:
+        """Code, places and secrets in a key or value (`key`: the key a value is stored under,
+        whose name may say the value is a credential)."""
         if not value or (len(value) < 12 and PLAIN.fullmatch(value) and "__" not in value):
             return  # too short and plain for any pattern below (fast path for parameter names)
         where = shown(path)
-        if secret_key and CREDENTIAL_SHAPE.fullmatch(value.strip()):
-            self.report.add("MPK008", f"{where}: credential-named value, {len(value)} characters masked",
-                            offset=offset, kind="credential-named key", length=len(value))
-        for kind, p in SECRET_PATTERNS:
-            for m in list(p.finditer(value))[:2]:
-                self.report.add("MPK008", f"{where} holds what looks like a {kind}: {_masked(m, kind)}",
-                                offset=offset, kind=kind, length=len(m.group("v")))
+        for secret in indicators.secrets_in(value, key)[:4]:
+            self.report.add(SECRET_RULE, indicators.secret_message(where, secret), offset=offset, kind=secret.kind,
+                            length=secret.length)
         for rule_id, table in (("MPK006", CODE_PATTERNS), ("MPK007", PLACE_PATTERNS)):
             labels = [label for label, p in table if p.search(value)]
             if labels:
@@ -369,20 +366,13 @@ class MsgpackScanner(Scanner):
             walker.embedded(end, size - end, "", "trailing bytes")
 
     def member(self, walker: _Walker, pos: int, n: int, path: str, what: str, kind: str) -> None:
-        ctx, limits, report = walker.ctx, walker.limits, walker.report
         walker.members += 1
-        note = ""
-        if ctx.scan_member is None:
-            note = " (no member scanner: not inspected)"
-        elif ctx.depth >= limits.max_archive_depth:
-            note = " (nesting limit reached: not inspected)"
-        elif walker.members > limits.max_msgpack_members:
-            note = " (member limit reached: not inspected)"
-        else:
-            name = f"{path or 'msgpack'}@{pos}"
-            part = ctx.scan_member(name, SliceReader(walker.reader, pos, n), ctx.child())
+        name = f"{path or 'msgpack'}@{pos}"
+        part, why = embedded_member(walker.ctx, name, SliceReader(walker.reader, pos, n), walker.members,
+                                    walker.limits.max_msgpack_members)
+        if part is not None:
             walker.result.findings += [f.within(name, pos) for f in part.findings]
             walker.result.formats += [f for f in part.formats if f not in walker.result.formats]
-            note = "; scanned"
-        report.add("MPK004", f"{shown(path) or 'document'}: {what} of {n} bytes at {pos} reads as {kind}{note}",
+        note = f" ({why})" if why else "; scanned"
+        walker.report.add("MPK004", f"{shown(path) or 'document'}: {what} of {n} bytes at {pos} reads as {kind}{note}",
                    offset=pos, content=kind, length=n)

@@ -11,9 +11,9 @@ ONNX has no code of its own, but loading a model can still reach outside it:
   the entries' keys and numbers checked too (O5): ONX106. For a local model the files are
   checked next to it (existence, size, symlinks: ONX104); for a remote one or an archive member
   the locations are only listed (ONX105);
-- free text (doc strings, metadata_props) is searched for code, URLs and credentials
-  (ONX107-109, heuristic; URLs and credentials are those of `scanners.indicators`, shared with
-  every scanner, and credentials are masked in the evidence).
+- free text (doc strings, metadata_props) is searched for code and URLs (ONX107-108,
+  heuristic) and for secrets (BIN002, the rule every format shares); URLs and secrets are those
+  of `scanners.indicators`, and secrets are masked in the evidence.
 
 Standard domains, needing no extra library: "" and "ai.onnx" (the ONNX operator set),
 "ai.onnx.ml", "ai.onnx.training", "ai.onnx.preview.training", and the contrib domains built into
@@ -126,7 +126,7 @@ def text_hits(text: str) -> list[tuple[str, str, str]]:
     for secret in indicators.find_secrets(text):
         if secret.kind not in kinds:
             kinds.add(secret.kind)
-            hits.append(("ONX109", secret.kind, _onnx_display(secret)))
+            hits.append((indicators.SECRET_RULE, secret.kind, secret.masked))
     return hits
 
 

@@ -20,7 +20,7 @@ the one free-form element PMML defines, `<Extension>`:
   used by some engines to run user code, without a recognised code pattern.
 * PMM007 (WARNING): the document exceeds a parser limit (element nesting or count); the rest was
   not analysed. A file larger than `max_pmml_bytes` is not parsed (FMT005).
-* PMM008 (WARNING): secrets (tokens, keys, passwords) in Extensions, masked.
+* BIN002 (WARNING, shared by every format): secrets (tokens, keys, passwords) in Extensions, masked.
 
 The XML is parsed with `defusedxml` (expat underneath): entity declarations and external
 references are refused, never expanded or fetched. When a DOCTYPE stops the parse, the
@@ -33,8 +33,9 @@ import re
 from typing import Any
 
 from shardscan.model import Unit, UnitResult
+from shardscan.scanners import indicators
 from shardscan.scanners.base import CappedFindings, ScanContext, Scanner, ScanTimeout, rebase, unit_view
-from shardscan.scanners.safetensors import CODE_PATTERNS, SECRET_PATTERNS, _masked, shown
+from shardscan.scanners.indicators import CODE_PATTERNS, SECRET_RULE, shown
 from shardscan.storage.reader import RangeReader
 
 #: Findings of one rule listed before the rest are counted in one more finding.
@@ -66,6 +67,86 @@ class _ReaderFile:
 
 def _local(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+#: Elements between deadline checks (a power of two less one: a mask).
+DEADLINE_EVERY = 0xFFF
+#: The local name of PMML's free-form element, the only one whose content is judged.
+EXTENSION = "Extension"
+
+
+class _LimitReached(Exception):
+    """A parser bound was met: the walk stops, the rest of the document is not analysed."""
+
+    def __init__(self, what: str, depth: int, count: int) -> None:
+        super().__init__(what)
+        self.what, self.depth, self.count = what, depth, count
+
+
+_WALKER: type | None = None
+
+
+def _walker_class() -> type:
+    """defusedxml's DefusedXMLParser with lean element callbacks, built on first use (a missing
+    defusedxml is reported by the caller, not at import).
+
+    Why: the stock callbacks build an Element for every start tag and resolve every attribute
+    name, and iterparse queues two events per element; on a large PMML file (millions of
+    coefficients) that Python work, not expat, was the whole cost (about 10 MB/s). Here an
+    element outside an Extension costs one depth/count update, character data outside
+    Extensions reaches no Python code at all, and the tree is built only for Extensions. The
+    DTD, entity and external-reference guards are defusedxml's own handlers on the same expat
+    parser, untouched."""
+    global _WALKER
+    if _WALKER is not None:
+        return _WALKER
+    from xml.etree.ElementTree import TreeBuilder
+
+    from defusedxml.ElementTree import DefusedXMLParser
+
+    class Walker(DefusedXMLParser):  # type: ignore[misc,valid-type]
+        def __init__(self, ctx: ScanContext, on_root: Any, on_extension: Any) -> None:
+            super().__init__(target=TreeBuilder(), forbid_dtd=False, forbid_entities=True, forbid_external=True)
+            self.ctx, self.on_root, self.on_extension = ctx, on_root, on_extension
+            self.max_depth, self.max_count = ctx.limits.max_pmml_depth, ctx.limits.max_pmml_elements
+            self.depth = self.count = self.building = 0
+            self._text_off()
+
+        def _text_off(self) -> None:
+            """Outside Extensions character data is dropped inside expat (no handler at all)."""
+            self.parser.CharacterDataHandler = None
+            self.parser.DefaultHandlerExpand = None
+
+        def _start(self, tag: str, attr_list: list[str]) -> None:
+            self.depth += 1
+            self.count += 1
+            if not self.count & DEADLINE_EVERY:
+                self.ctx.check_deadline()
+            if self.depth > self.max_depth or self.count > self.max_count:
+                what = (f"nesting deeper than {self.max_depth}" if self.depth > self.max_depth
+                        else f"more than {self.max_count} elements")
+                raise _LimitReached(what, self.depth, self.count)
+            if self.count == 1:
+                attrib = dict(zip(attr_list[::2], attr_list[1::2], strict=True))
+                self.on_root(attrib, _local(tag))
+            if self.building or (tag.endswith(EXTENSION) and _local(tag) == EXTENSION):
+                if not self.building:
+                    self.target = TreeBuilder()
+                    self.parser.CharacterDataHandler = self.target.data
+                self.building += 1
+                super()._start(tag, attr_list)
+
+        def _end(self, tag: str) -> None:
+            self.depth -= 1
+            if self.building:
+                self.building -= 1
+                elem = super()._end(tag)
+                if not self.building:
+                    self._text_off()
+                    self.on_extension(elem)
+
+    _WALKER = Walker
+    return Walker
 
 
 class PmmlScanner(Scanner):
@@ -144,45 +225,22 @@ class PmmlScanner(Scanner):
         return True
 
     def _parse(self, reader: RangeReader, ctx: ScanContext, report: CappedFindings) -> None:
-        from defusedxml.ElementTree import iterparse
-
-        limits = ctx.limits
-        source = _ReaderFile(reader, ctx, limits.stream_chunk)
-        depth = count = 0
-        in_extension = 0
-        root_seen = False
-        for event, elem in iterparse(source, events=("start", "end"), forbid_dtd=False,
-                                     forbid_entities=True, forbid_external=True):
-            name = _local(elem.tag)
-            if event == "start":
-                depth += 1
-                count += 1
-                if not count & 0xFFF:
-                    ctx.check_deadline()
-                if depth > limits.max_pmml_depth or count > limits.max_pmml_elements:
-                    what = (f"nesting deeper than {limits.max_pmml_depth}" if depth > limits.max_pmml_depth
-                            else f"more than {limits.max_pmml_elements} elements")
-                    report.add("PMM007", f"PMML document has {what}: the rest was not analysed",
-                               depth=depth, elements=count)
-                    return
-                if not root_seen:
-                    root_seen = True
-                    self._root(elem, name, report)
-                if name == "Extension":
-                    in_extension += 1
-                continue
-            depth -= 1
-            if name == "Extension":
-                in_extension -= 1
-                if not in_extension:
-                    self._extension(elem, ctx, report)
-                    elem.clear()
-            elif not in_extension:
-                elem.clear()
+        """Stream the document through defusedxml's parser: elements are counted, only the root
+        and the Extensions (the one free-form element) are looked at."""
+        source = _ReaderFile(reader, ctx, ctx.limits.stream_chunk)
+        walker = _walker_class()(ctx, lambda attrib, name: self._root(attrib, name, report),
+                                 lambda elem: self._extension(elem, ctx, report))
+        try:
+            while data := source.read(ctx.limits.stream_chunk):
+                walker.feed(data)
+            walker.close()
+        except _LimitReached as stop:
+            report.add("PMM007", f"PMML document has {stop.what}: the rest was not analysed",
+                       depth=stop.depth, elements=stop.count)
 
     @staticmethod
-    def _root(elem: Any, name: str, report: CappedFindings) -> None:
-        for key, value in elem.attrib.items():
+    def _root(attrib: dict[str, str], name: str, report: CappedFindings) -> None:
+        for key, value in attrib.items():
             if _local(key) == "schemaLocation" or _local(key) == "noNamespaceSchemaLocation":
                 for url in URL.findall(value):
                     report.add("PMM004", f"root element names a schema at {shown(url)}: a validating "
@@ -218,10 +276,9 @@ class PmmlScanner(Scanner):
                                  "engines that run Extension scripts would execute it", offset=offset)
         for url in URL.findall(whole)[:MAX_REPORTED]:
             report.add("PMM004", f"{where} references {shown(url)}", offset=offset, url=shown(url))
-        for kind, pattern in SECRET_PATTERNS:
-            for m in list(pattern.finditer(whole))[:2]:
-                report.add("PMM008", f"{where} holds what looks like a {kind}: {_masked(m, kind)}",
-                           offset=offset, kind=kind, length=len(m.group("v")))
+        for secret in indicators.find_secrets(whole)[:4]:
+            report.add(SECRET_RULE, indicators.secret_message(where, secret), offset=offset, kind=secret.kind,
+                       length=secret.length)
 
     def _pattern_scan(self, reader: RangeReader, ctx: ScanContext, report: CappedFindings) -> None:
         """The Extensions found by pattern when the XML could not be parsed."""

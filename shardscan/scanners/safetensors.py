@@ -33,7 +33,7 @@ or a value, see the tables below):
 * STF012 URLs (`indicators.URL`: `http(s)://`, `ftp://`, `file://`, `s3://`, `gs://`, `hdfs://`,
   `ssh://`, `git://`, `data:...;base64,`...) and file paths (absolute POSIX paths under system or home
   folders, Windows drive paths, `~/...`, `../`): informational, training tools record them;
-* STF013 secrets: well-known token shapes, shared with every scanner (`indicators.find_secrets`:
+* BIN002 secrets (the rule every format reports them under): well-known token shapes (`indicators.find_secrets`:
   AWS keys, GitHub, Hugging Face, OpenAI/Anthropic, Slack, Google, Stripe, JWTs, private key
   blocks, credentials in URLs, `password=...`), and the
   values of keys named like a credential (`password`, `token`, `api_key`, `secret`...) that look
@@ -54,6 +54,14 @@ from shardscan.model import Unit, UnitResult
 from shardscan.scanners import detect as fmt
 from shardscan.scanners import indicators
 from shardscan.scanners.base import CappedFindings, ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
+from shardscan.scanners.indicators import (
+    CODE_PATTERNS,
+    CREDENTIAL_KEY,
+    CREDENTIAL_SHAPE,
+    PLACE_PATTERNS,
+    SECRET_RULE,
+    shown,
+)
 from shardscan.storage.reader import RangeReader, SliceReader
 
 #: dtype -> bits per element, as the reference crate (safetensors 0.8.0) defines them.
@@ -75,65 +83,8 @@ MAX_EXTRA_TEXTS = 1024
 #: Findings of one rule listed one by one before the rest are summarised in one more finding.
 MAX_REPORTED = 8
 #: Longest excerpt of a file's text quoted in a finding.
-EXCERPT = 100
 JSON_SPACE = " \t\n\r"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
-
-
-#: (label, pattern) for STF011: code, markup or shell.
-CODE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("python import", _rx(r"__import__\s*\(|\bimport\s+(?:os|sys|subprocess|socket|pty|shutil|ctypes|base64"
-                          r"|pickle|marshal|builtins|importlib|runpy)\b|\bfrom\s+(?:os|subprocess|socket|pty"
-                          r"|ctypes|builtins|importlib)\s+import\b")),
-    ("python eval/exec", re.compile(r"\b(?:exec|eval|compile|execfile)\s*\(")),
-    ("python process call", _rx(r"\bos\.(?:system|popen|exec\w*|spawn\w*)\s*\(|\bsubprocess\.\w+\s*\(")),
-    ("python deserialisation", _rx(r"\b(?:pickle|marshal|dill|cloudpickle|_pickle)\.loads?\s*\(")),
-    ("python introspection", re.compile(r"__(?:builtins|globals|subclasses|class|bases?|mro|code|reduce"
-                                        r"|reduce_ex|getattribute|init)__")),
-    ("script markup", _rx(r"<\s*script\b|\bjavascript\s*:|<\s*(?:iframe|object|embed)\b"
-                          r"|\bon(?:error|load|click|mouseover|focus)\s*=|<\?php")),
-    ("shell download", _rx(r"\b(?:curl|wget)\b[^|\n]{0,200}\|\s*(?:ba|z|da|k)?sh\b"
-                           r"|\b(?:curl|wget)\s+(?:-\S+\s+)*['\"]?(?:https?|ftp)://")),
-    ("shell command", _rx(r"\b(?:ba|z|da)?sh\s+-c\b|\brm\s+-[a-z]*[rf]|/dev/tcp/|\bnc(?:at)?\s+(?:-\S+\s+)*-e\b"
-                          r"|\bpowershell(?:\.exe)?\b|\bcmd(?:\.exe)?\s+/[ck]\b|\bchmod\s+(?:\+x|[0-7]{3,4})\b"
-                          r"|\bpython[0-9.]*\s+-c\b|\bbase64\s+(?:-d|--decode)\b|\bmkfifo\b")),
-)
-#: (label, pattern) for STF012: places outside the file.
-PLACE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("URL", indicators.URL),
-    ("file path", re.compile(r"(?<![\w.~/])/(?:etc|root|home|tmp|var|usr|bin|sbin|dev|proc|opt|Users|mnt|srv)/"
-                             r"[^\s\"']*|\b[A-Za-z]:\\[^\s\"']*|(?<!\w)~/[^\s\"']+|\.\.[/\\]")),
-)
-#: (kind, pattern) for STF013, shared with every scanner (scanners.indicators). Group `v` is the
-#: secret part, masked; the rest may be shown.
-SECRET_PATTERNS = indicators.SECRET_PATTERNS
-#: Metadata keys named like a credential; their values are secrets when they look like one.
-SECRET_KEY = _rx(r"(?:^|[^a-z])(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
-                 r"|credentials?|auth)(?:$|[^a-z])")
-CREDENTIAL_SHAPE = re.compile(r"(?=.*[A-Za-z])(?=.*\d)\S{12,}")
-
-
-def redact(text: str) -> str:
-    """`text` with every secret-shaped part replaced by a mask (`indicators.mask`)."""
-    return indicators.mask(text)
-
-
-def _masked(m: re.Match[str], kind: str) -> str:
-    """A match of SECRET_PATTERNS with its `v` group masked (kept for scanners that import it)."""
-    whole, start, end = m.group(0), m.start("v") - m.start(), m.end("v") - m.start()
-    return f"{whole[:start]}<{kind}, {end - start} chars masked>{whole[end:]}"
-
-
-def shown(text: str, limit: int = EXCERPT) -> str:
-    """A string from the file made fit for a finding: secrets masked, bounded, printable."""
-    text = redact(text[: limit * 4])
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def excerpt(text: str, m: re.Match[str], known: list[str]) -> str:
@@ -363,7 +314,7 @@ class SafeTensorsScanner(Scanner):
             report.add("STF014", f"tensor entries carry fields the format does not define: {names}",
                        fields=names)
         for where, text in extra_text:
-            self._judge_text(where, text, report, secret_key=bool(SECRET_KEY.search(where.rsplit(".", 1)[-1])))
+            self._judge_text(where, text, report)
         return out
 
     def _entry(self, name: str, index: int, entry: Any, max_rank: int, data_size: int, report: _Report,
@@ -447,7 +398,7 @@ class SafeTensorsScanner(Scanner):
                        type=type(meta).__name__)
             return
         report.known_secrets += [v.strip() for k, v in meta.items() if isinstance(v, str)
-                                 and SECRET_KEY.search(k) and CREDENTIAL_SHAPE.fullmatch(v.strip())]
+                                 and CREDENTIAL_KEY.search(k) and CREDENTIAL_SHAPE.fullmatch(v.strip())]
         for index, (key, value) in enumerate(meta.items()):
             if not index & 0xFF:
                 ctx.check_deadline()
@@ -455,21 +406,18 @@ class SafeTensorsScanner(Scanner):
                 report.add("STF010", f"__metadata__[{shown(key)!r}] is a JSON {type(value).__name__}, "
                                      "not a string; the reference loader refuses the file",
                            key=shown(key), type=type(value).__name__)
-                self._judge_text(key, "", report, secret_key=False)
+                self._judge_text(key, "", report)
                 continue
-            self._judge_text(key, value, report, secret_key=bool(SECRET_KEY.search(key)))
+            self._judge_text(key, value, report)
 
-    def _judge_text(self, key: str, value: str, report: _Report, *, secret_key: bool) -> None:
-        """STF011-013 for one metadata key and its value."""
+    def _judge_text(self, key: str, value: str, report: _Report) -> None:
+        """STF011, STF012 and secrets (BIN002) for one metadata key and its value."""
         where = f"__metadata__[{shown(key)!r}]" if "." not in key else f"field {shown(key)!r}"
-        secrets = [s for text in (key, value) for s in indicators.find_secrets(text)][:4]
-        hidden = secret_key and bool(CREDENTIAL_SHAPE.fullmatch(value.strip()))
-        if hidden:
-            report.add("STF013", f"{where} looks like a credential: {len(value)}-character value masked",
-                       key=shown(key), kind="credential-named key", length=len(value))
+        secrets = indicators.secrets_in(value, key)[:4]
+        hidden = any(s.kind == "credential-named value" for s in secrets)
         for secret in secrets:
-            report.add("STF013", f"{where} holds what looks like a {secret.kind}: {secret.masked}",
-                       key=shown(key), kind=secret.kind, length=secret.length)
+            report.add(SECRET_RULE, indicators.secret_message(where, secret), key=shown(key), kind=secret.kind,
+                       length=secret.length)
         for rule_id, table in (("STF011", CODE_PATTERNS), ("STF012", PLACE_PATTERNS)):
             labels: list[str] = []
             first: tuple[str, re.Match[str]] | None = None

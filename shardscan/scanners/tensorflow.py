@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 from shardscan.limits import Limits
 from shardscan.model import Finding, Severity, Unit, UnitResult
+from shardscan.scanners import indicators
 from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, unit_view
 from shardscan.scanners.protobuf import LEN, VARINT, Field, ProtoError, ProtoLimit, WireReader
 from shardscan.storage.reader import RangeReader
@@ -81,6 +82,8 @@ BY_NAME: dict[str, str] = {
 KIND = {"TFG001": "runs Python", "TFG002": "reads or lists files", "TFG003": "writes files",
         "TFG004": "contacts the network"}
 MAX_TRACKED = 10_000
+#: Secrets listed one by one; the rest are counted.
+MAX_SECRETS = 8
 MAX_ATTR_TEXT = 4096
 
 # Field numbers (see the module docstring).
@@ -146,6 +149,7 @@ class _Walk:
         self.nodes = 0
         self.uses: dict[tuple[str, str], _OpUse] = {}
         self.more = 0
+        self.n_secrets = 0
 
     def text(self, f: Field, what: str) -> str:
         if f.wire_type != LEN:
@@ -277,17 +281,33 @@ class _Walk:
                 key = self.text(g, "attr name")
             elif g.number == MAP_VALUE and g.wire_type == LEN:
                 value = g
-        if value is None or key not in WATCHED_ATTRS:
+        if value is None:
             return
+        watched = key in WATCHED_ATTRS
         out: list[str] = []
         for g in self.wire.message(value):
             if g.number == AV_S and g.wire_type == LEN:
                 out.append(self.wire.prefix(g, MAX_ATTR_TEXT).decode("utf-8", "replace"))
-            elif g.number == AV_LIST and g.wire_type == LEN:
+            elif watched and g.number == AV_LIST and g.wire_type == LEN:
                 for h in self.wire.message(g):
                     if h.number == LV_S and h.wire_type == LEN and len(out) < 16:
                         out.append(self.wire.prefix(h, MAX_ATTR_TEXT).decode("utf-8", "replace"))
-        attrs[key] = out
+        for text in out:
+            self.secrets(key, text, f.tag_offset)
+        if watched:
+            attrs[key] = out
+
+    def secrets(self, key: str, text: str, offset: int) -> None:
+        """Secrets in an attr string, any attr: graphs carry connection strings and file names."""
+        if len(text) < self.limits.min_secret_text:
+            return
+        for secret in indicators.secrets_in(text, key):
+            self.n_secrets += 1
+            if self.n_secrets <= MAX_SECRETS:
+                self.findings.append(finding(
+                    indicators.SECRET_RULE, self.sid, indicators.secret_message(f"attr {indicators.shown(key)!r}",
+                                                                              secret),
+                    offset=offset, kind=secret.kind, length=secret.length))
 
     def keras_metadata(self) -> None:
         from shardscan.scanners.keras import analyse_keras_config
@@ -321,6 +341,10 @@ class _Walk:
         if self.more:
             self.findings.append(finding("TFG002", self.sid, f"{self.more} more nodes of further flagged ops",
                                          severity=Severity.WARNING, nodes=self.more))
+        if self.n_secrets > MAX_SECRETS:
+            self.findings.append(finding(indicators.SECRET_RULE, self.sid,
+                                         f"{self.n_secrets - MAX_SECRETS} more secrets in attrs not listed",
+                                         count=self.n_secrets))
 
 
 class TensorFlowScanner(Scanner):

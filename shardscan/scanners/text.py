@@ -9,7 +9,12 @@ content pick the analysis:
   python YAML tag is parsed as YAML too (a loader does not care about the extension), reporting
   only tags the parser itself reads.
 * `.jinja` / `.jinja2` / `.j2`: the chat template analyser.
-* anything else (README, .txt, .md, vocabularies): nothing to analyse and nothing reported.
+* Orbax `_CHECKPOINT_METADATA`, `_METADATA`, `_sharding` and zarr `.zarray`/`.zattrs`/`zarr.json`:
+  `orbax.analyse_text`; OCI/Docker manifests and TorchServe `MAR-INF/MANIFEST.json`:
+  `manifests.analyse_manifest`.
+* anything else (README, .txt, .md, vocabularies): nothing to analyse.
+
+Every kind is searched for secrets by their conclusive shapes (BIN002, masked).
 
 Nothing is loaded, imported, rendered or executed.
 """
@@ -17,7 +22,7 @@ Nothing is loaded, imported, rendered or executed.
 from __future__ import annotations
 
 from shardscan.model import Finding, Unit, UnitResult
-from shardscan.scanners import configs, pysource
+from shardscan.scanners import configs, indicators, manifests, orbax, pysource
 from shardscan.scanners.base import ScanContext, Scanner, finding, unit_view
 from shardscan.scanners.detect import extension
 from shardscan.storage.reader import RangeReader
@@ -26,14 +31,20 @@ PYTHON, JSON, YAML, TEMPLATE, OTHER = "python", "json", "yaml", "template", "oth
 EXTENSIONS = {".py": PYTHON, ".pyw": PYTHON, ".json": JSON, ".yaml": YAML, ".yml": YAML,
               ".jinja": TEMPLATE, ".jinja2": TEMPLATE, ".j2": TEMPLATE}
 MLMODEL = "mlmodel"
+#: Orbax checkpoint and zarr metadata (`orbax.METADATA_NAMES`): JSON without an extension.
+ORBAX = "orbax"
 #: Text that explains things: a python YAML tag quoted there is not a config.
 DOCUMENTATION = frozenset({".md", ".rst", ".html", ".htm", ".ipynb"})
+#: Secrets listed per file.
+MAX_SECRETS = 8
 
 
 def classify(name: str, head: bytes) -> str:
     base = name.rsplit("/", 1)[-1]
     if base == "MLmodel":
         return MLMODEL
+    if base in orbax.METADATA_NAMES:
+        return ORBAX
     kind = EXTENSIONS.get(extension(base))
     if kind:
         return kind
@@ -51,21 +62,26 @@ class TextScanner(Scanner):
         view = unit_view(unit, reader)
         size = view.size
         kind = classify(unit.object.uri, view.read(0, 256))
-        limit = ctx.limits.max_json_bytes if kind == JSON else ctx.limits.max_text_bytes
+        limit = ctx.limits.max_json_bytes if kind in (JSON, ORBAX) else ctx.limits.max_text_bytes
         if size > limit:
             if kind == OTHER:
-                return UnitResult()  # plain text is not analysed at any size
+                return UnitResult()  # plain text this large is not searched
             return UnitResult([finding("FMT005", self.id, f"{kind} text of {size} bytes exceeds the {limit}-byte "
                                        "analysis limit; it was not analysed", offset=0, size=size, limit=limit)])
         data = view.read(0, size)
-        if kind == PYTHON:
-            return UnitResult(pysource.analyse_python(data, ctx, self.id))
         text, bad_at = _decode(data)
-        findings: list[Finding] = []
+        findings = _secrets(text, self.id)
+        if kind == PYTHON:
+            return UnitResult(findings + pysource.analyse_python(data, ctx, self.id))
         if bad_at is not None and kind != OTHER:
             findings.append(finding("CFG302", self.id, f"{kind} text is not valid UTF-8 (byte {bad_at}); analysed "
                                     "with the bad bytes replaced", offset=bad_at))
-        if kind == JSON:
+        manifest = manifests.manifest_kind(unit.object.uri, text) if kind in (JSON, OTHER) else None
+        if kind == ORBAX:
+            findings += orbax.analyse_text(unit.object.uri, text, ctx, self.id)
+        elif manifest is not None:
+            findings += manifests.analyse_manifest(manifest, text, ctx, self.id)
+        elif kind == JSON:
             findings += configs.analyse_json(text, ctx, self.id) or []
         elif kind in (YAML, MLMODEL):
             findings += configs.analyse_yaml(text, ctx, self.id, mlmodel=kind == MLMODEL)
@@ -76,6 +92,18 @@ class TextScanner(Scanner):
         elif configs.has_python_tags(text) and extension(unit.object.uri) not in DOCUMENTATION:
             findings += configs.analyse_yaml(text, ctx, self.id, named=False)
         return UnitResult(findings)
+
+
+def _secrets(text: str, scanner_id: str) -> list[Finding]:
+    """Secrets anywhere in the text, whatever its kind (a model card, a `.env`, a config), by
+    their conclusive shapes only: `token = os.environ[...]` is code, not a leak."""
+    out = []
+    for secret in indicators.secrets_in(text, strong_only=True)[:MAX_SECRETS]:
+        line = text.count("\n", 0, secret.start) + 1
+        out.append(finding(indicators.SECRET_RULE, scanner_id, indicators.secret_message(f"line {line}", secret),
+                           offset=configs.byte_offset(text, secret.start), kind=secret.kind, length=secret.length,
+                           line=line))
+    return out
 
 
 def _decode(data: bytes) -> tuple[str, int | None]:

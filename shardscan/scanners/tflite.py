@@ -11,7 +11,7 @@ A TFLite model holds no code, but running it can still reach outside it:
   the end of the file, a metadata entry naming a missing buffer, or an operator naming a
   missing opcode is TFL004 (integrity, WARNING);
 - the description and metadata buffers (TFLITE_METADATA, min_runtime_version...) are searched
-  with the ONNX scanner's free-text heuristics for code, URLs and credentials (TFL005-007).
+  with the ONNX scanner's free-text heuristics for code and URLs (TFL005-006) and secrets (BIN002).
 
 The flatbuffer is read by hand with every offset checked against the file: root uoffset at 0,
 tables through their vtables, vectors and strings length-prefixed. Schema (tensorflow/compiler/
@@ -36,13 +36,14 @@ import struct
 from dataclasses import dataclass
 
 from shardscan.model import Finding, Unit, UnitResult
+from shardscan.scanners import indicators
 from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeout, finding, unit_view
 from shardscan.scanners.onnx_model import mask, text_hits
 from shardscan.scanners.tensorflow import op_rule
 from shardscan.storage.reader import RangeReader
 
 CUSTOM = 32
-TEXT_RULES = {"ONX107": "TFL005", "ONX108": "TFL006", "ONX109": "TFL007"}
+TEXT_RULES = {"ONX107": "TFL005", "ONX108": "TFL006", indicators.SECRET_RULE: indicators.SECRET_RULE}
 MAX_TRACKED = 10_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]+")
 

@@ -31,7 +31,8 @@ from shardscan.scanners.archive_paths import link_escape, path_escape
 from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
 from shardscan.scanners.pickle.scanner import PickleScanner
 from shardscan.scanners.pickle.stream import scan_pickle_range
-from shardscan.scanners.pickle.values import Global, Persistent
+from shardscan.scanners.pickle.torch_storages import STORAGE_ELEMENT_SIZES, declared_storages
+from shardscan.scanners.pickle.values import Persistent
 from shardscan.scanners.torchscript import analyse_torchscript, is_code_member, is_extra_member
 from shardscan.storage.reader import RangeReader, SliceReader
 from shardscan.storage.spool import spool
@@ -100,28 +101,6 @@ CRC_SKIP_STORAGE_ABOVE = 1024 * 1024
 
 # --- PyTorch layout -------------------------------------------------------------------------------
 
-#: Bytes per element of each legacy storage class named in a persistent id; `numel` counts
-#: elements of this size. Unknown classes count as one byte, the smallest any storage can use.
-STORAGE_ELEMENT_SIZES: dict[str, int] = {
-    "FloatStorage": 4,            # float32
-    "DoubleStorage": 8,           # float64
-    "HalfStorage": 2,             # float16
-    "BFloat16Storage": 2,         # bfloat16
-    "LongStorage": 8,             # int64
-    "IntStorage": 4,              # int32
-    "ShortStorage": 2,            # int16
-    "CharStorage": 1,             # int8
-    "ByteStorage": 1,             # uint8
-    "BoolStorage": 1,             # bool
-    "ComplexFloatStorage": 8,     # complex64
-    "ComplexDoubleStorage": 16,   # complex128
-    "QInt8Storage": 1,            # quantised int8
-    "QUInt8Storage": 1,           # quantised uint8
-    "QInt32Storage": 4,           # quantised int32
-    "QUInt4x2Storage": 1,         # two 4-bit values per byte
-    "QUInt2x4Storage": 1,         # four 2-bit values per byte
-    "UntypedStorage": 1,          # torch >= 2.0 untyped storages count bytes
-}
 #: Directories of a torch archive holding raw tensor bytes, never unpickled by torch.
 STORAGE_DIRS = ("data", "constants")
 #: Member names that are pickles by design, so a pickle there is no disguise (CNT110).
@@ -681,16 +660,8 @@ class _ArchiveWalk:
     def check_storages(self, prefix: str, persistent: list[Persistent]) -> list[Finding]:
         """TRC102: every storage a persistent id declares must fit in its data member."""
         out: list[Finding] = []
-        declared: dict[str, tuple[int, int, str, int]] = {}
-        for pid in persistent:
-            storage = _storage_pid(pid.pid)
-            if storage is None:
-                continue
-            type_name, key, numel = storage
+        for key, (type_name, numel, offset) in declared_storages(persistent).items():
             size = numel * STORAGE_ELEMENT_SIZES.get(type_name, 1)
-            if key not in declared or size > declared[key][0]:
-                declared[key] = (size, numel, type_name, pid.offset)
-        for key, (size, numel, type_name, offset) in declared.items():
             member = f"{prefix}/data/{key}"
             have = self.sizes.get(member)
             if have is None:
@@ -703,17 +674,6 @@ class _ArchiveWalk:
                                    offset=offset, key=key, numel=numel, storage=type_name,
                                    declared_bytes=size, member_bytes=have))
         return out
-
-
-def _storage_pid(pid: Any) -> tuple[str, str, int] | None:
-    """(storage class name, key, numel) from `('storage', cls, key, location, numel)`."""
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-        return None
-    cls, key, _, numel = pid[1:]
-    if not isinstance(key, str) or not isinstance(numel, int) or isinstance(numel, bool):
-        return None
-    name = cls.name if isinstance(cls, Global) else ""
-    return name, key, numel
 
 
 def _detect(name: str, data: RangeReader) -> fmt.Detection:

@@ -22,6 +22,7 @@ from typing import Any
 
 from shardscan.limits import Limits
 from shardscan.policy import PicklePolicy
+from shardscan.scanners import indicators
 from shardscan.scanners.base import FormatError, ScanContext
 from shardscan.scanners.pickle import decode
 from shardscan.scanners.pickle.opcodes import (
@@ -53,6 +54,10 @@ DEADLINE_EVERY = 1 << 16
 BLOB_HEAD = 64
 #: Persistent ids kept for container checks (torch storages); more are counted, not kept.
 MAX_PERSISTENT_KEPT = 1_000_000
+#: Secrets and executables reported per pickle, each; a hostile pickle cannot flood the report.
+MAX_SECRETS = 8
+#: Smallest bytes constant searched for machine code: no executable header is shorter.
+MIN_EXECUTABLE = 64
 #: The joblib class whose BUILD is followed by raw array bytes in the stream itself.
 JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 
@@ -121,6 +126,7 @@ class PickleMachine:
         #: Elements a container stands for once memo references are expanded (billion laughs).
         self.weights: dict[int, int] = {}
         self._expansion_reported = False
+        self._secrets = self._executables = 0
         self._dispatch: dict[int, Callable[[int], Any]] = {}
         for code, op in OPCODES.items():
             self._dispatch[code] = getattr(self, f"op_{op.name}")
@@ -367,29 +373,51 @@ class PickleMachine:
         line = self.readline()
         if len(line) >= 2 and line[0] == line[-1] and line[:1] in (b"'", b'"'):
             try:
-                self.push(codecs.escape_decode(line[1:-1])[0].decode("latin-1"))
+                self.push(self._text(codecs.escape_decode(line[1:-1])[0].decode("latin-1"), off))
                 return
             except (ValueError, UnicodeDecodeError):
                 pass
         self.inconsistent(off, "STRING argument is not a quoted literal")
         self.push(BROKEN)
 
-    def _bytes_as_str(self, data: bytes | Blob) -> Any:
+    def _bytes_as_str(self, data: bytes | Blob, off: int) -> Any:
         # Protocol 0-2 strings: Python 3 decodes them (ASCII by default, latin-1 for torch).
-        return data if isinstance(data, Blob) else data.decode("latin-1")
+        return data if isinstance(data, Blob) else self._text(data.decode("latin-1"), off)
+
+    def _text(self, text: str, off: int) -> str:
+        """A string constant, searched for secrets (BIN002) before it goes on the stack."""
+        if self.limits.min_secret_text <= len(text) <= self.limits.max_secret_text and self._secrets < MAX_SECRETS:
+            for secret in indicators.secrets_in(text, strong_only=True):
+                self._secrets += 1
+                self.facts.events.append(Event(indicators.SECRET_RULE, off,
+                                               indicators.secret_message("string constant", secret),
+                                               {"kind": secret.kind, "length": secret.length}))
+        return text
+
+    def _bytes(self, data: bytes | Blob, off: int) -> bytes | Blob:
+        """A bytes constant kept in memory, searched for machine code (BIN001): pickled bytes
+        are a dropper's way to ship a binary that a later stage writes out and runs."""
+        if isinstance(data, bytes) and len(data) >= MIN_EXECUTABLE and self._executables < MAX_SECRETS:
+            for hit in indicators.find_executables(data):
+                if hit.native:
+                    self._executables += 1
+                    self.facts.events.append(Event("BIN001", off, f"bytes constant holds {hit.kind}: {hit.detail}",
+                                                   {"kind": hit.kind, "at": hit.offset}))
+                    break
+        return data
 
     def op_BINSTRING(self, off: int) -> None:
         n = self.read_struct(I4)
-        self.push(self._bytes_as_str(self.read_literal(n, "str")))
+        self.push(self._bytes_as_str(self.read_literal(n, "str"), off))
 
     def op_SHORT_BINSTRING(self, off: int) -> None:
-        self.push(self._bytes_as_str(self.read_literal(self.read_struct(U1), "str")))
+        self.push(self._bytes_as_str(self.read_literal(self.read_struct(U1), "str"), off))
 
     def _unicode(self, data: bytes | Blob, off: int) -> Any:
         if isinstance(data, Blob):
             return data
         try:
-            return data.decode("utf-8", "surrogatepass")
+            return self._text(data.decode("utf-8", "surrogatepass"), off)
         except UnicodeDecodeError:
             self.inconsistent(off, "string is not UTF-8")
             return BROKEN
@@ -397,7 +425,7 @@ class PickleMachine:
     def op_UNICODE(self, off: int) -> None:
         line = self.readline()
         try:
-            self.push(line.decode("raw-unicode-escape"))
+            self.push(self._text(line.decode("raw-unicode-escape"), off))
         except UnicodeDecodeError:
             self.inconsistent(off, "UNICODE argument is not raw-unicode-escape")
             self.push(BROKEN)
@@ -412,16 +440,16 @@ class PickleMachine:
         self.push(self._unicode(self.read_literal(self.read_struct(U8), "str"), off))
 
     def op_BINBYTES(self, off: int) -> None:
-        self.push(self.read_literal(self.read_struct(U4), "bytes"))
+        self.push(self._bytes(self.read_literal(self.read_struct(U4), "bytes"), off))
 
     def op_SHORT_BINBYTES(self, off: int) -> None:
-        self.push(self.read_literal(self.read_struct(U1), "bytes"))
+        self.push(self._bytes(self.read_literal(self.read_struct(U1), "bytes"), off))
 
     def op_BINBYTES8(self, off: int) -> None:
-        self.push(self.read_literal(self.read_struct(U8), "bytes"))
+        self.push(self._bytes(self.read_literal(self.read_struct(U8), "bytes"), off))
 
     def op_BYTEARRAY8(self, off: int) -> None:
-        self.push(self.read_literal(self.read_struct(U8), "bytes"))
+        self.push(self._bytes(self.read_literal(self.read_struct(U8), "bytes"), off))
 
     def op_NEXT_BUFFER(self, off: int) -> None:
         self.push(Buffer(off))

@@ -35,6 +35,8 @@ def probe_pickle(head: bytes, *, complete: bool) -> int | None:
             return None
     except (FormatError, LimitExceeded):
         return None
-    if machine.facts.events or machine.facts.frame_straddled:
+    # Any event of the machine's own (a break, a nested loader) says this is not a plain
+    # pickle; what the strings or bytes hold (secrets, executables) says nothing about that.
+    if machine.facts.frame_straddled or any(e.rule_id.startswith("PKL") for e in machine.facts.events):
         return None
     return 0 if head.isascii() else 1  # protocol 0 is the text protocol

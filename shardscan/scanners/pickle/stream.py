@@ -15,6 +15,7 @@ from shardscan.scanners.base import FormatError, ScanContext, ScanTimeout, findi
 from shardscan.scanners.pickle.judge import judge
 from shardscan.scanners.pickle.machine import Facts, LimitExceeded, PickleMachine, Truncated
 from shardscan.scanners.pickle.opcodes import OPCODES, TORCH_LEGACY_MAGIC, TORCH_LEGACY_PICKLES
+from shardscan.scanners.pickle.torch_storages import legacy_storage_findings
 from shardscan.scanners.pickle.values import Made, Persistent
 from shardscan.storage.reader import BytesReader, RangeReader, ReaderStream, SliceReader
 
@@ -104,6 +105,9 @@ def _walk(reader: RangeReader, start: int, end: int | None, ctx: ScanContext, sc
                                  offset=stream.tell(), length=stream.end - stream.tell()))
             break
     legacy = bool(facts.results) and facts.results[0] == TORCH_LEGACY_MAGIC
+    if legacy and facts.pickles == TORCH_LEGACY_PICKLES and error is None and not timed_out:
+        notes += legacy_storage_findings(stream.reader, stream.tell(), stream.end, facts.results[-1],
+                                         facts.persistent, scanner_id)
     if facts.pickles > 1 and not legacy:
         notes.append(finding("PKL304", scanner_id, f"{facts.pickles} pickles in one stream",
                              offset=start, count=facts.pickles))
