@@ -320,3 +320,27 @@ def tflite_file(path: Path, total_bytes: int, tensor_bytes: int = 64 * MiB) -> P
     with open(path, "wb") as fh:
         writer.finish(root, fh, os.urandom(MiB))
     return path
+
+
+def npy_file(path: Path, total_bytes: int) -> Path:
+    """A NumPy .npy of float32 (format 1.0 header padded to 64 bytes, as numpy.save writes it)."""
+    count = total_bytes // 4
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({count},), }}".encode()
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    block = os.urandom(MiB)
+    with open(path, "wb") as fh:
+        fh.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header)
+        for _ in range(count * 4 // MiB):
+            fh.write(block)
+    return path
+
+
+def tar_file(path: Path, total_bytes: int) -> Path:
+    """An uncompressed tar holding one SafeTensors file, as model bundles ship weights."""
+    import tarfile
+
+    inner = safetensors_file(path.with_suffix(".inner.safetensors"), total_bytes)
+    with tarfile.open(path, "w") as tar:
+        tar.add(inner, arcname="model/model.safetensors")
+    inner.unlink()
+    return path
