@@ -28,6 +28,7 @@ ONE_OF_EACH = {
     "configs/bert-base-uncased.config.json": "text",
     "tensorflow/tiny.tflite": "tflite",
     "pmml/logreg.pmml": "pmml",
+    "orbax/manager/1/default/manifest.ocdbt": "ocdbt",
     # Binary formats without magic, sniffed by their structure.
     "tensorflow/frozen_graph.pb": "tensorflow",
     "tensorflow/saved_model/saved_model.pb": "tensorflow",
