@@ -200,6 +200,17 @@ class Limits:
     #: Small objects are batched into one task up to this many, so per-task overhead (about a
     #: millisecond on Ray) stays small next to the work.
     max_objects_per_task: int = 256
+    # -- weights ---------------------------------------------------------------------------------
+    #: Tensor spans a scanner hands to the weight analysis per file (real models hold at most
+    #: about 1e5 tensors); the rest are recorded as one skipped "<more tensors>" span.
+    max_tensor_spans: int = 1_000_000
+    #: Weight bytes analysed per object. At about 1 GB/s per core, 64 GiB stays within the
+    #: default 300 s object timeout; beyond it tensors are recorded as skipped (WGT006), never
+    #: silently passed.
+    max_weight_bytes: int = 64 * GiB
+    #: Elements after a block read with it, so a low-bit header starting in the block's last
+    #: elements is still validated.
+    weight_tail_elements: int = 4096
 
     def __post_init__(self) -> None:
         for f in fields(self):

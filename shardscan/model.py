@@ -179,6 +179,9 @@ class ObjectReport:
     findings_scan_id: str | None = None
     #: Every format recognised (the object's own first, then container members).
     formats: tuple[str, ...] = ()
+    #: Weight analysis coverage: tensors and bytes analysed, and skipped by reason
+    #: (`weights.analysis.Coverage.as_dict`); None when the analysis did not run.
+    weights: dict[str, Any] | None = None
 
     @property
     def max_severity(self) -> Severity | None:

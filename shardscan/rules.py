@@ -769,6 +769,37 @@ RULES: tuple[Rule, ...] = (
          "code runs in the loading process. Check which plugin libraries the deployment loads and where "
          "they come from.",
          ("CWE-829", "https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/extending-custom-layers.html")),
+    # --- WGT: weight statistics (shardscan/weights; evidence names tensor, statistic, threshold) ---
+    Rule("WGT001", W, "Weights hold NaN or infinite values",
+         "Trained weights are finite: none of 788 benign tensors held NaN or Inf. Non-finite values "
+         "poison every output they reach, and exponent bit flips produce them. Tensors named like "
+         "masks are reported as INFO: attention masks legitimately hold -inf.",
+         ()),
+    Rule("WGT002", W, "Weight magnitude far beyond trained values",
+         "The largest |w| in a benign corpus was 391 (about 1000 in a published survey); a value over "
+         "1e6 is a corrupted or deliberately flipped exponent bit, which silently degrades the model "
+         "or plants a trigger.",
+         ()),
+    Rule("WGT003", W, "Weights carry low-order bits their precision cannot produce",
+         "Almost every element of the tensor ends in a run of zero mantissa bits (an fp16 or bf16 "
+         "origin), but some elements do not: low bits written after training, the signature of a "
+         "payload hidden in the weights. INFO when the odd elements are whole trailing rows, as a "
+         "vocabulary resize leaves them.",
+         ()),
+    Rule("WGT004", W, "Weight exponents flattened as by byte substitution (EvilModel)",
+         "Trained weights hold about twice as many values in each odd binade as in the even one below; "
+         "replacing the low three bytes of each float with payload bytes randomises the exponent's "
+         "lowest bit and flattens that ratio in the block where the payload sits.",
+         ("https://arxiv.org/abs/2107.08590", "https://arxiv.org/abs/2109.04344")),
+    Rule("WGT005", C, "Executable or archive header in the low bits of weights",
+         "The low bits of consecutive weights, read as a byte stream, begin an ELF, PE or script "
+         "header (CRITICAL) or a zip local header (WARNING): a payload smuggled through the weights "
+         "for a second stage to extract. Encryption would hide it; a plain header is conclusive.",
+         ("CWE-506", "https://arxiv.org/abs/2107.08590")),
+    Rule("WGT006", I, "Weight analysis incomplete",
+         "Some tensors were not analysed within the object's time or size budget; the coverage in the "
+         "report says which and how much. Absence of weight findings says nothing about them.",
+         ()),
     # --- SRC: sources (pointers to models held elsewhere) ---
     Rule("SRC001", W, "Pointer could not be resolved: the model it names was not scanned",
          "A pointer (a .dvc file, an MLflow registry entry) names model files whose bytes were not "

@@ -137,7 +137,8 @@ def test_format_size(n, shown):
 TOP_KEYS = ["schema_version", "tool", "policy_version", "started", "duration_s", "paths", "summary",
             "files", "findings"]
 SUMMARY_KEYS = ["objects", "scanned", "reused", "errors", "skipped", "findings_by_severity", "exit_code"]
-FILE_KEYS = ["path", "size", "format", "status", "error", "duration_s", "findings_count", "content_hash", "sha256"]
+FILE_KEYS = ["path", "size", "format", "status", "error", "duration_s", "findings_count", "content_hash", "sha256",
+             "weights"]
 FINDING_KEYS = ["path", "rule_id", "severity", "title", "message", "why", "scanner", "location",
                 "offset", "offset_in", "evidence"]
 

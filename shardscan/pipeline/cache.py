@@ -73,6 +73,7 @@ def _report_to(report: ObjectReport) -> dict[str, Any]:
         "scanners": list(report.scanners),
         "formats": list(report.formats),
         "content_hash": report.content_hash,
+        "weights": report.weights,
         "findings": [
             {"rule_id": f.rule_id, "severity": int(f.severity), "scanner_id": f.scanner_id,
              "message": f.message, "location": f.location, "offset": f.offset,
@@ -87,4 +88,5 @@ def _report_from(data: dict[str, Any], ref: ObjectRef) -> ObjectReport:
                         message=f["message"], location=f["location"], offset=f["offset"],
                         evidence=f["evidence"], offset_in=f["offset_in"]) for f in data["findings"]]
     return ObjectReport(ref, data["format"], Status.SCANNED, findings, scanners=tuple(data["scanners"]),
-                        formats=tuple(data["formats"]), content_hash=data["content_hash"])
+                        formats=tuple(data["formats"]), content_hash=data["content_hash"],
+                        weights=data.get("weights"))

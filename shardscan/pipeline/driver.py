@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from shardscan import __version__
 from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status
@@ -48,6 +48,7 @@ class Prior(Protocol):
     n_findings: int
     format: str
     formats: tuple[str, ...]
+    weights: dict[str, Any] | None
 
 
 class Index(Protocol):
@@ -99,6 +100,7 @@ class _Known:
     findings: list[Finding]
     fmt: str
     formats: tuple[str, ...]
+    weights: dict[str, Any] | None = None
 
 
 @dataclass
@@ -292,13 +294,15 @@ class Pipeline:
         assert obj.hash is not None
         mine = self._known.get(obj.hash)
         if mine is not None:
-            self._report(obj, Status.REUSED, mine.findings, mine.fmt, mine.formats, self.scan_id)
+            self._report(obj, Status.REUSED, mine.findings, mine.fmt, mine.formats, self.scan_id,
+                         weights=mine.weights)
             return True
         prior = self.index.scanned(obj.hash) if self.index is not None else None
         if prior is None:
             return False
         findings = self.index.findings(obj.hash, prior.scan_id) if prior.n_findings and self.index else []
-        self._report(obj, Status.REUSED, findings, prior.format, prior.formats, prior.scan_id)
+        self._report(obj, Status.REUSED, findings, prior.format, prior.formats, prior.scan_id,
+                     weights=prior.weights)
         return True
 
     def _on_outcome(self, outcome: TaskOutcome) -> None:
@@ -380,9 +384,10 @@ class Pipeline:
         error = obj.error or result.error
         status = Status.SCANNED if error is None else Status.ERROR
         if status == Status.SCANNED and obj.hash is not None:
-            self._known.setdefault(obj.hash, _Known(result.findings, fmt, tuple(result.formats)))
+            self._known.setdefault(obj.hash, _Known(result.findings, fmt, tuple(result.formats), result.weights))
         self._report(obj, status, result.findings, fmt, tuple(result.formats),
-                     self.scan_id if result.findings else None, error=error, duration=result.duration_s)
+                     self.scan_id if result.findings else None, error=error, duration=result.duration_s,
+                     weights=result.weights)
 
     def _on_scan(self, result: WorkResult) -> None:
         obj = self._objects.get(result.work.ref.uri)
@@ -405,25 +410,28 @@ class Pipeline:
         status = Status.SCANNED if result.error is None else Status.ERROR
         waiters = self._scanning.pop(obj.hash, [obj])
         if status == Status.SCANNED:
-            self._known[obj.hash] = _Known(result.findings, fmt, formats)
+            self._known[obj.hash] = _Known(result.findings, fmt, formats, result.weights)
         for other in waiters:
             if other is obj:
                 self._report(obj, status, result.findings, fmt, formats,
                              self.scan_id if result.findings else None, error=result.error,
-                             duration=result.duration_s)
+                             duration=result.duration_s, weights=result.weights)
             elif status == Status.SCANNED:
-                self._report(other, Status.REUSED, result.findings, fmt, formats, self.scan_id)
+                self._report(other, Status.REUSED, result.findings, fmt, formats, self.scan_id,
+                             weights=result.weights)
             else:
                 self._report(other, Status.ERROR, result.findings, fmt, formats,
-                             self.scan_id if result.findings else None, error=result.error)
+                             self.scan_id if result.findings else None, error=result.error,
+                             weights=result.weights)
 
     def _report(self, obj: _Object, status: str, findings: list[Finding], fmt: str, formats: tuple[str, ...],
-                findings_scan_id: str | None, *, error: str | None = None, duration: float | None = None) -> None:
+                findings_scan_id: str | None, *, error: str | None = None, duration: float | None = None,
+                weights: dict[str, Any] | None = None) -> None:
         self._objects.pop(obj.ref.uri, None)
         report = ObjectReport(obj.ref, fmt, status, list(findings), error,
                               time.monotonic() - obj.began if duration is None else duration,
                               content_hash=obj.hash, content_sha256=obj.sha256, bytes_read=obj.bytes_read,
-                              findings_scan_id=findings_scan_id, formats=formats)
+                              findings_scan_id=findings_scan_id, formats=formats, weights=weights)
         if self.cache is not None and status == Status.SCANNED:
             self.cache.put(report)
         self._emit(report, obj.seq)

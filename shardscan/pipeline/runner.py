@@ -19,6 +19,7 @@ from shardscan.scanners.detect import HEAD_BYTES, TAIL_BYTES, Detection, detect
 from shardscan.storage.errors import ListingError, describe_error
 from shardscan.storage.objects import list_objects, open_reader
 from shardscan.storage.reader import RangeReader
+from shardscan.weights.spans import SPANS
 
 PIPELINE_ID = "pipeline"
 
@@ -36,19 +37,21 @@ class ScanOptions:
     limits: Limits = field(default=DEFAULT_LIMITS)
     #: Where results of unchanged local files are kept between runs (None: no cache).
     cache_dir: Path | None = None
+    #: Run the weight analysis on the tensors scanners find (on by default).
+    weights: bool = True
 
     def fingerprint(self) -> str:
         """What, besides the bytes, decides the findings: part of every cache key."""
         return repr((policy_version(), self.strict, sorted(self.blacklist), sorted(self.scanners or ()),
-                     sorted(self.exclude), self.limits))
+                     sorted(self.exclude), self.limits, self.weights))
 
 
     def policy_key(self) -> str:
         """The policy version findings are stored and deduplicated under: the policy's own
         version, plus a digest of the options when they differ from the defaults (strict
         findings must not be reused for a default scan, nor the reverse)."""
-        if (self.strict, self.blacklist, self.scanners, self.exclude, self.limits) == (
-                False, (), None, frozenset(), DEFAULT_LIMITS):
+        if (self.strict, self.blacklist, self.scanners, self.exclude, self.limits, self.weights) == (
+                False, (), None, frozenset(), DEFAULT_LIMITS, True):
             return policy_version()
         import hashlib
 
@@ -58,8 +61,10 @@ class ScanOptions:
 def policy_version() -> str:
     """The policy file's version plus every scanner's version: a change to either may change
     findings, so it keys cached results."""
+    from shardscan.weights.analysis import VERSION as WEIGHTS_VERSION
+
     scanners = ",".join(f"{s.id}={s.version}" for s in registry().values())
-    return f"{load_policy().version}+{scanners}"
+    return f"{load_policy().version}+{scanners},weights={WEIGHTS_VERSION}"
 
 
 def detect_reader(name: str, reader: RangeReader) -> Detection:
@@ -86,9 +91,13 @@ class Runner:
         self.policy = load_policy()
 
     def context(self, deadline: float | None) -> ScanContext:
+        """The context of one object's scan; its weight coverage starts empty."""
+        from shardscan.weights.analysis import Coverage
+
         return ScanContext(policy=self.policy, limits=self.options.limits,
                            strict=self.options.strict, blacklist=self.options.blacklist,
-                           deadline=deadline, scan_member=self.scan_content)
+                           deadline=deadline, scan_member=self.scan_content,
+                           coverage=Coverage() if self.options.weights else None)
 
     def scan_content(self, name: str, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         """Detect what `reader` holds and scan it with every scanner its formats call for.
@@ -128,9 +137,17 @@ class Runner:
                     errors.append(f"{scanner.id} scanner failed: {type(exc).__name__}: {exc}")
                     continue
                 result.findings += part.findings
+                result.partials.setdefault(SPANS, []).extend(part.partials.get(SPANS, ()))
                 result.formats += [f for f in part.formats if f not in result.formats]
                 if part.error:
                     errors.append(part.error)
+                spans = part.partials.get(SPANS)
+                if spans and ctx.coverage is not None:
+                    from shardscan.weights.analysis import analyse
+
+                    found, coverage = analyse(reader, spans, ctx)
+                    result.findings += found
+                    ctx.coverage.add(coverage)
         except ScanTimeout:
             errors.append("timed out")
         if errors:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from shardscan.model import Finding, ObjectRef
 from shardscan.pipeline.hashing import block_digests
@@ -49,6 +50,8 @@ class WorkResult:
     sha256: str | None = None
     findings: list[Finding] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
+    #: The weight analysis coverage (weights.analysis.Coverage.as_dict), when it ran.
+    weights: dict[str, Any] | None = None
     error: str | None = None
     bytes_read: int = 0
     duration_s: float = 0.0
@@ -125,6 +128,8 @@ def _scan(runner: Runner, work: ScanWork) -> WorkResult:
             finally:
                 result.bytes_read = reader.bytes_read
         result.findings, result.formats, result.error = runner.finalise(unit.findings), unit.formats, unit.error
+        if ctx.coverage is not None and (ctx.coverage.tensors or ctx.coverage.skipped):
+            result.weights = ctx.coverage.as_dict()
     except Exception as exc:
         result.error = describe_error(exc)
     result.duration_s = time.monotonic() - began

@@ -59,6 +59,7 @@ def _file(obj: ObjectReport) -> dict[str, Any]:
         "findings_count": len(obj.findings),
         "content_hash": obj.content_hash,
         "sha256": obj.content_sha256,
+        "weights": obj.weights,
     }
 
 

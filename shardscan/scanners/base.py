@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from shardscan.limits import DEFAULT_LIMITS, Limits
 from shardscan.model import Finding, Severity, Unit, UnitResult
@@ -50,6 +50,9 @@ class ScanContext:
     deadline: float | None = None
     #: Set by the pipeline: scan a member of a container with whatever scanner fits it.
     scan_member: MemberScan | None = field(default=None, compare=False)
+    #: Set by the pipeline: the weight coverage of the object (weights.analysis.Coverage), one
+    #: record shared by the object and all its members.
+    coverage: Any = field(default=None, compare=False)
 
     def child(self) -> ScanContext:
         return replace(self, depth=self.depth + 1)

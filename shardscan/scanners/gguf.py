@@ -26,6 +26,7 @@ from shardscan.scanners import indicators
 from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
 from shardscan.scanners.templates import analyse as analyse_template
 from shardscan.storage.reader import RangeReader, ReaderStream, SliceReader
+from shardscan.weights.spans import SPANS, TensorSpan, float_span, skipped
 
 MAGIC = b"GGUF"
 VERSIONS = (1, 2, 3)
@@ -135,6 +136,8 @@ class _Gguf:
     findings: list[Finding] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     formats: list[str] = field(default_factory=list)
+    #: Where each tensor's bytes are, for the weight analysis.
+    spans: list[TensorSpan] = field(default_factory=list)
     alignment: int = DEFAULT_ALIGNMENT
     keys: set[str] = field(default_factory=set)
     stream: ReaderStream = field(init=False)
@@ -408,6 +411,8 @@ class _Gguf:
             if end > size:
                 self.note("GGF104", f"tensor {t.name!r} data [{data_start + t.offset}, {end}) runs past the end "
                           f"of the file ({size} bytes)", t.record_offset, tensor=t.name, end=end, size=size)
+        self.spans = [_span_of(t, data_start + t.offset, self.endian == ">")
+                      for t in spans if data_start + t.offset + t.nbytes <= size]
         reach: TensorInfo | None = None  # the tensor reaching furthest so far
         for t in spans:
             assert t.nbytes is not None
@@ -416,6 +421,18 @@ class _Gguf:
                           t.record_offset, tensor=t.name, other=reach.name)
             if reach is None or reach.nbytes is None or t.offset + t.nbytes > reach.offset + reach.nbytes:
                 reach = t
+
+
+def _span_of(t: TensorInfo, start: int, big_endian: bool) -> TensorSpan:
+    """ggml lists dimensions innermost first: a matrix of ne0 inputs and ne1 outputs is
+    (ne1, ne0) in row-major order, outputs on axis 0. Quantised types are not dequantised."""
+    assert t.nbytes is not None
+    shape = tuple(reversed(t.dims))
+    dtype = TENSOR_TYPES[t.type_id][0]
+    if big_endian:
+        return skipped(t.name, dtype, shape, start, t.nbytes, "big-endian")
+    return float_span(t.name, dtype, shape, start, t.nbytes, 0 if len(shape) >= 2 else None,
+                      other="integer" if dtype.startswith("I") else "quantised")
 
 
 class _Limit(FormatError):
@@ -533,6 +550,7 @@ class GgufScanner(Scanner):
             parser.note("GGF101", f"GGUF {exc.reason}; the rest was not inspected", exc.offset)
         parser.summarise()
         result = UnitResult(rebase(parser.findings, unit.start), formats=parser.formats)
+        result.partials[SPANS] = parser.spans
         if timed_out:
             result.error = "timed out"
         return result

@@ -14,7 +14,9 @@ The config is where code hides (THREATS.md 4.5):
 `analyse_keras_config` walks a parsed config (bounded in depth and size) and is also used by
 the text scanner for `config.json` in `.keras` archives. `KerasH5Scanner` opens HDF5 files
 read-only with h5py through a file-like view of the reader and reads only the root attributes
-Keras writes (`model_config`, `training_config`, `keras_version`, `backend`), never a dataset.
+Keras writes (`model_config`, `training_config`, `keras_version`, `backend`), never a dataset;
+it walks the datasets' layout (offsets, chunk index) to tell the weight analysis where their
+bytes are.
 Nothing is imported from the file, nothing is unmarshalled, and Keras is never needed.
 """
 
@@ -35,6 +37,7 @@ from shardscan.scanners import indicators
 from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, unit_view
 from shardscan.scanners.pycode import CodeInfo, MarshalError, decode_code, referenced_globals, strings_in
 from shardscan.storage.reader import RangeReader
+from shardscan.weights.spans import SPANS, SpanList, TensorSpan, skipped
 
 SCANNER_ID = "keras"
 
@@ -477,6 +480,127 @@ def _attribute_text(h5py: Any, group: Any, name: str, limit: int) -> str | None:
     raise ValueError(f"attribute {name!r} is a {type(value).__name__}, not a string")
 
 
+# -- HDF5 datasets for the weight analysis ----------------------------------------------------
+
+#: HDF5 group nesting walked for datasets: Keras nests a few levels per nested model.
+MAX_H5_DEPTH = 64
+#: Objects (groups and datasets) visited per file: Keras writes two or three per weight.
+MAX_H5_OBJECTS = 4_000_000
+#: Little-endian IEEE floats by item size, as the weight analysis names them.
+H5_FLOATS = {2: "F16", 4: "F32", 8: "F64"}
+#: Last name components of Keras 2 kernels, stored (in, out): outputs on the last axis.
+KERNEL_NAMES = ("kernel", "kernel:0")
+
+
+def _h5_dtype(dtype: Any) -> tuple[str, str]:
+    """(analysis name, why skipped; "" = analysed) of a dataset's NumPy dtype. bfloat16 is no
+    HDF5 type: Keras writes it as uint16, which stays an integer here."""
+    kind, size = dtype.kind, dtype.itemsize
+    if kind == "f" and size in H5_FLOATS:
+        return H5_FLOATS[size], ""
+    if kind in "iu":
+        return f"{kind.upper()}{size * 8}", "integer"
+    if kind == "b":
+        return "BOOL", "boolean"
+    if kind in "SUO":
+        return "STRING", "string"
+    if kind == "f":
+        return f"F{size * 8}", "extended precision"
+    return str(dtype)[:20], "not numeric"
+
+
+def _kernel_axis(name: str, shape: tuple[int, ...]) -> int | None:
+    """Keras kernels are (in, out): the output axis is the last one."""
+    return len(shape) - 1 if len(shape) >= 2 and name.rsplit("/", 1)[-1] in KERNEL_NAMES else None
+
+
+def _contiguous_span(name: str, dset: Any, dtype: str, shape: tuple[int, ...]) -> TensorSpan:
+    offset = dset.id.get_offset()
+    size = dset.id.get_storage_size()
+    if offset is None:
+        return skipped(name, dtype, shape, 0, 0, "not allocated")
+    nbytes = dset.dtype.itemsize
+    for d in shape:
+        nbytes *= d
+    if size != nbytes:
+        return skipped(name, dtype, shape, offset, size, "size mismatch")
+    return TensorSpan(name, dtype, shape, offset, size, _kernel_axis(name, shape))
+
+
+def _chunk_spans(name: str, dset: Any, dtype: str, spans: SpanList) -> None:
+    """One span per stored chunk of an unfiltered chunked dataset: each holds the whole chunk
+    shape in row-major order (edge chunks padded with the fill value). The chunk index is
+    walked once (H5Dchunk_iter), stopping at the span limit."""
+    chunk = tuple(dset.chunks)
+    nbytes = dset.dtype.itemsize
+    for d in chunk:
+        nbytes *= d
+    if not hasattr(dset.id, "chunk_iter"):  # pragma: no cover - HDF5 older than 1.10.10
+        spans.add(skipped(name, dtype, tuple(dset.shape), 0, dset.id.get_storage_size(), "chunked"))
+        return
+    index = [0]
+
+    def one(info: Any) -> bool | None:
+        if spans.full:
+            spans.left_out(info.size)
+            return True  # ends the walk of the chunk index
+        span_name = f"{name}[chunk {index[0]}]"
+        index[0] += 1
+        if info.size != nbytes:
+            spans.add(skipped(span_name, dtype, chunk, info.byte_offset, info.size, "size mismatch"))
+        else:
+            spans.add(TensorSpan(span_name, dtype, chunk, info.byte_offset, info.size))
+        return None
+
+    dset.id.chunk_iter(one)
+
+
+def _dataset_spans(h5py: Any, name: str, dset: Any, spans: SpanList) -> None:
+    """The spans of one dataset, from its layout only: the data is never read."""
+    dtype, reason = _h5_dtype(dset.dtype)
+    shape = tuple(dset.shape) if dset.shape is not None else ()
+    plist = dset.id.get_create_plist()
+    layout = plist.get_layout()
+    if not reason and dset.id.get_type().get_order() == h5py.h5t.ORDER_BE:
+        reason = "big-endian"
+    if not reason and dset.shape is None:
+        reason = "empty"
+    if not reason and layout == h5py.h5d.CHUNKED and plist.get_nfilters():
+        reason = "compressed" if dset.compression else "filtered"
+    if not reason and layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED):
+        reason = "compact" if layout == h5py.h5d.COMPACT else "virtual"
+    if reason:
+        spans.add(skipped(name, dtype, shape, dset.id.get_offset() or 0, dset.id.get_storage_size(), reason))
+    elif layout == h5py.h5d.CHUNKED:
+        _chunk_spans(name, dset, dtype, spans)
+    else:
+        spans.add(_contiguous_span(name, dset, dtype, shape))
+
+
+def h5_spans(h5py: Any, f: Any, spans: SpanList, check: Callable[[], None]) -> None:
+    """Where each dataset's bytes are, for the weight analysis: the file is walked once
+    (each object visited once whatever its links), at most `MAX_H5_OBJECTS` objects and
+    `spans.limit` spans, with spans for datasets at most `MAX_H5_DEPTH` groups deep; what is
+    left out is counted (as one more tensor where the walk stops)."""
+    visited = [0]
+
+    def visit(name: str, obj: Any) -> bool | None:
+        check()
+        visited[0] += 1
+        dataset = isinstance(obj, h5py.Dataset)
+        if visited[0] > MAX_H5_OBJECTS or (dataset and spans.full):
+            spans.left_out()
+            return True  # stops the walk: the rest is at least one more object
+        if dataset:
+            if name.count("/") >= MAX_H5_DEPTH:
+                spans.add(skipped(name, "", (), 0, 0, "nested too deep"))
+            else:
+                _dataset_spans(h5py, name, obj, spans)
+        return None
+
+    f.visititems(visit)
+
+
 class KerasH5Scanner(Scanner):
     id = SCANNER_ID
     description = ("Keras HDF5 models (.h5): model_config / training_config attributes (Lambda bytecode, "
@@ -508,6 +632,7 @@ class KerasH5Scanner(Scanner):
                         texts[name] = text
                 weights_only = "model_config" not in texts and (
                     any(m in f for m in KERAS_WEIGHT_MARKERS) or h5py.h5a.exists(f.id, b"layer_names"))
+                spans = self._spans(h5py, f, fileobj, ctx)
         except ScanTimeout:
             raise
         except _Limit as exc:
@@ -522,9 +647,9 @@ class KerasH5Scanner(Scanner):
                                        f"{type(exc).__name__}: {_short(str(exc), 200)}", offset=0)])
         if "model_config" not in texts:
             if weights_only:
-                return UnitResult()
-            return UnitResult([finding("KER013", self.id, "HDF5 file without a Keras model_config attribute; "
-                                       "datasets were not inspected", offset=0)])
+                return _with_spans(UnitResult(), spans)
+            return _with_spans(UnitResult([finding("KER013", self.id, "HDF5 file without a Keras model_config "
+                                                    "attribute; datasets were not inspected", offset=0)]), spans)
         version = texts.get("keras_version", "")
         note = ""
         if version[:2] in ("1.", "2."):
@@ -537,7 +662,28 @@ class KerasH5Scanner(Scanner):
                 findings += [_with_attribute(f, name) for f in _analyse(
                     texts[name], scanner_id=self.id, location="", limits=limits, check=ctx.check_deadline,
                     note=note)]
-        return UnitResult(findings)
+        return _with_spans(UnitResult(findings), spans)
+
+    @staticmethod
+    def _spans(h5py: Any, f: Any, fileobj: _ReaderFile, ctx: ScanContext) -> list[TensorSpan]:
+        """The datasets' spans; a file whose layout cannot be walked (a read budget, a bad
+        object header) keeps those found before, with one more left out, and its config
+        findings: the weights are an addition to them, not a reason to lose them."""
+        spans = SpanList(ctx.limits.max_tensor_spans)
+        try:
+            h5_spans(h5py, f, spans, ctx.check_deadline)
+        except ScanTimeout:
+            raise
+        except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError... for bad files
+            if isinstance(fileobj.stopped, ScanTimeout):
+                raise fileobj.stopped from exc
+            spans.left_out()
+        return spans.finish()
+
+
+def _with_spans(result: UnitResult, spans: list[TensorSpan]) -> UnitResult:
+    result.partials[SPANS] = spans
+    return result
 
 
 def _with_attribute(f: Finding, attribute: str) -> Finding:

@@ -4,7 +4,8 @@ A `.npy` file is a magic string, a version, a Python dict literal describing the
 raw array bytes. An array of Python objects is different: its bytes are a pickle, which
 `np.load(allow_pickle=True)` runs. The header is parsed without evaluating anything (the
 literal is checked node by node before `ast.literal_eval`, which itself never runs code), the
-declared size is checked against the file, and an object array's pickle is scanned.
+declared size is checked against the file, and an object array's pickle is scanned. The
+array's place in the file is handed to the weight analysis as a `TensorSpan`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from shardscan.scanners.numpy_dtypes import DescrError, dtype_of
 from shardscan.scanners.pickle.scanner import PickleScanner
 from shardscan.scanners.pickle.stream import scan_pickle_range
 from shardscan.storage.reader import RangeReader
+from shardscan.weights.spans import SPANS, TensorSpan, skipped
 
 MAGIC = b"\x93NUMPY"
 #: Version -> (header length field, text encoding of the header). Version 3 allows UTF-8 names.
@@ -34,6 +36,12 @@ VERSIONS: dict[int, tuple[struct.Struct, str]] = {
 HEADER_KEYS = frozenset({"descr", "fortran_order", "shape"})
 #: AST nodes a header literal may contain: containers, constants and signs, nothing callable.
 LITERAL_NODES = (ast.Dict, ast.Tuple, ast.List, ast.Constant, ast.UnaryOp, ast.USub, ast.UAdd, ast.Load)
+#: Little-endian floating descrs the weight analysis reads, by their analysis name.
+FLOAT_DESCRS = {"<f2": "F16", "<f4": "F32", "<f8": "F64"}
+#: Kinds of the other simple descrs, and why the statistics skip them.
+KIND_REASONS = {"i": "integer", "u": "integer", "b": "boolean", "?": "boolean", "c": "complex"}
+#: Name of the span of a .npy file: the member name of an .npz is the object's, not ours to know.
+ARRAY_NAME = "array"
 
 @dataclass(frozen=True, slots=True)
 class Header:
@@ -68,6 +76,50 @@ def parse_literal(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FormatError("header is not a dict")
     return value
+
+
+def _descr_name(descr: str) -> str:
+    """'<f4' -> 'F32', '>i8' -> 'I64', 'S10' -> 'S10': the analysis names where there is one."""
+    order, rest = (descr[0], descr[1:]) if descr[:1] in "<>|=" else ("", descr)
+    if len(rest) >= 2 and rest[0] in "iufc" and rest[1:].isdigit():
+        return f"{rest[0].upper()}{int(rest[1:]) * 8}"
+    if rest in ("b1", "?"):
+        return "BOOL"
+    return (order + rest)[:20]
+
+
+def array_span(header: Header, itemsize: int, origin: int, available: int) -> TensorSpan:
+    """Where the array's bytes are, from the header alone. A Fortran-ordered array is the
+    row-major array of the reversed shape (its transpose), which is how it is described;
+    the byte order must be explicit: NumPy writes '<', '>' or '|', so '=' or none is a
+    writer's native order that this scanner cannot know."""
+    shape = tuple(reversed(header.shape)) if header.fortran_order else header.shape
+    offset = header.data_start - origin
+    nbytes = math.prod(shape) * itemsize
+    descr = header.descr
+    if not isinstance(descr, str):
+        return skipped(ARRAY_NAME, "STRUCT", shape, offset, nbytes, "structured")
+    name = _descr_name(descr)
+    if descr in FLOAT_DESCRS:
+        if nbytes > available:
+            return skipped(ARRAY_NAME, FLOAT_DESCRS[descr], shape, offset, max(available, 0), "truncated")
+        return TensorSpan(ARRAY_NAME, FLOAT_DESCRS[descr], shape, offset, nbytes)
+    return skipped(ARRAY_NAME, name, shape, offset, nbytes, _skip_reason(descr))
+
+
+def _skip_reason(descr: str) -> str:
+    """Why a simple descr other than '<f2', '<f4', '<f8' is not analysed: the kind decides,
+    and for floats the byte order, then the size."""
+    kind = descr.lstrip("<>|=")[:1]
+    if kind and kind in "efdg" and descr[:1] not in "<>|":  # single-character codes and '=': native order
+        kind = "f"
+    if kind != "f":
+        return KIND_REASONS.get(kind, "not numeric")
+    if descr[:1] == ">":
+        return "big-endian"
+    if descr[:1] != "<":
+        return "native byte order"
+    return "extended precision"
 
 
 def read_header(reader: RangeReader, start: int, end: int, max_header: int) -> Header:
@@ -155,7 +207,9 @@ class NpyScanner(Scanner):
                 f"array data is {have} bytes, the header declares {need} "
                 f"({'x'.join(map(str, header.shape)) or 'scalar'} of {dtype.itemsize}-byte items)",
                 offset=header.data_start, declared=need, actual=have))
-        return UnitResult(findings)
+        result = UnitResult(findings)
+        result.partials[SPANS] = [array_span(header, dtype.itemsize, start, have)]
+        return result
 
     def _scan_pickle(self, reader: RangeReader, ctx: ScanContext, header: Header, end: int):
         return scan_pickle_range(reader, ctx, PickleScanner.id, header.data_start, end)

@@ -25,7 +25,10 @@ loading process, whose bodies are not in the file; only the `Py*` names its exam
 taken as Python.
 
 Field numbers are those of onnx.proto (onnx 1.23). Tensor data (`raw_data` and the typed
-fields), value_info and types are skipped without being read. Every walk is bounded by the
+fields), value_info and types are skipped without being read; where each tensor's bytes are
+(in the model, or in its external file next to a local model) is handed to the weight
+analysis as `weights.spans.TensorSpan`s, with the output axis of the weights MatMul and Gemm
+consume. Every walk is bounded by the
 ONNX limits (nodes, graph nesting, message nesting, fields, string size): a model beyond one
 is reported (ONX110), bytes that are not protobuf too (ONX111), with what was found before.
 """
@@ -35,14 +38,15 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shardscan.model import Finding, Unit, UnitResult
 from shardscan.scanners import indicators
 from shardscan.scanners.archive_paths import path_escape
 from shardscan.scanners.base import ScanContext, Scanner, ScanTimeout, finding, unit_view
-from shardscan.scanners.protobuf import LEN, VARINT, Field, ProtoError, ProtoLimit, WireReader, signed64
+from shardscan.scanners.protobuf import I32, I64, LEN, VARINT, Field, ProtoError, ProtoLimit, WireReader, signed64
 from shardscan.storage.reader import LocalReader, RangeReader
+from shardscan.weights.spans import ITEM_SIZES, SPANS, SpanList, TensorSpan, skipped
 
 STANDARD_DOMAINS = frozenset({
     "", "ai.onnx", "ai.onnx.ml", "ai.onnx.training", "ai.onnx.preview.training",
@@ -70,11 +74,37 @@ G_NODE, G_INITIALIZER, G_DOC, G_SPARSE_INITIALIZER, G_METADATA = 1, 5, 10, 15, 1
 N_NAME, N_OP_TYPE, N_ATTRIBUTE, N_DOC, N_DOMAIN, N_METADATA = 3, 4, 5, 6, 7, 9
 A_NAME, A_S, A_T, A_G, A_TENSORS, A_GRAPHS, A_DOC, A_SPARSE, A_SPARSES = 1, 4, 5, 6, 10, 11, 13, 22, 23
 T_NAME, T_DOC, T_EXTERNAL, T_LOCATION, T_METADATA = 8, 12, 13, 14, 16
+T_DIMS, T_DATA_TYPE, T_FLOAT_DATA, T_RAW_DATA, T_DOUBLE_DATA = 1, 2, 4, 9, 10
+#: Typed data fields holding varints (int32_data, int64_data, uint64_data) or strings (string_data).
+T_OTHER_DATA = frozenset({5, 6, 7, 11})
+N_INPUT, A_I = 1, 3
 S_VALUES, S_INDICES = 1, 2
 F_NAME, F_ATTRIBUTE_PROTO, F_NODE, F_DOC, F_DOMAIN, F_METADATA = 1, 11, 7, 8, 10, 14
 TI_INITIALIZATION, TI_ALGORITHM = 1, 2
 KV_KEY, KV_VALUE = 1, 2
 OPSET_DOMAIN = 1
+
+# --- tensor spans for the weight analysis -------------------------------------------------------
+
+#: TensorProto.DataType -> (dtype name for the weight analysis, why it is skipped; "" = analysed).
+ONNX_DTYPES: dict[int, tuple[str, str]] = {
+    1: ("F32", ""), 2: ("U8", "integer"), 3: ("I8", "integer"), 4: ("U16", "integer"), 5: ("I16", "integer"),
+    6: ("I32", "integer"), 7: ("I64", "integer"), 8: ("STRING", "string"), 9: ("BOOL", "boolean"),
+    10: ("F16", ""), 11: ("F64", ""), 12: ("U32", "integer"), 13: ("U64", "integer"), 14: ("C64", "complex"),
+    15: ("C128", "complex"), 16: ("BF16", ""), 17: ("F8_E4M3", "fp8"), 18: ("F8_E4M3FNUZ", "fp8"),
+    19: ("F8_E5M2", "fp8"), 20: ("F8_E5M2FNUZ", "fp8"), 21: ("U4", "integer"), 22: ("I4", "integer"),
+    23: ("F4_E2M1", "fp4"), 24: ("F8_E8M0", "fp8"),
+}
+#: Packed typed fields whose payload is little-endian IEEE data: field -> item size.
+PACKED_FLOATS = {T_FLOAT_DATA: 4, T_DOUBLE_DATA: 8}
+#: Dimensions kept per tensor: NumPy's maximum rank; a longer shape is recorded as invalid.
+MAX_TENSOR_RANK = 64
+#: Standard ops whose input 1 is a weight with a known output axis (MatMul B is (..., in, out),
+#: Gemm B is (in, out), or (out, in) with transB=1).
+WEIGHT_OPS = frozenset({"MatMul", "Gemm"})
+ONNX_DOMAINS = frozenset({"", "ai.onnx"})
+#: A tensor consumed by ops that disagree about its output axis.
+AMBIGUOUS = "ambiguous"
 
 # --- free-text heuristics ------------------------------------------------------------------------
 
@@ -173,6 +203,111 @@ class _Entries:
 
 
 @dataclass
+class _Tensor:
+    """What a TensorProto says about where its data is: collected while walking, read never."""
+
+    name: str = ""
+    dims: list[int] = field(default_factory=list)
+    bad_dims: bool = False
+    data_type: int = 0
+    location: int = 0
+    entries: _Entries = field(default_factory=_Entries)
+    raw: tuple[int, int] | None = None
+    #: (offset, length, item size) of each packed float_data/double_data field.
+    packed: list[tuple[int, int, int]] = field(default_factory=list)
+    unpacked: int = 0
+    other_data: bool = False
+
+    @property
+    def elements(self) -> int:
+        n = 1
+        for d in self.dims:
+            n *= d
+        return n
+
+    def data(self, g: Field) -> None:
+        """Note where a data field's bytes are (raw_data, packed or unpacked floats, varints)."""
+        n = g.number
+        if n == T_RAW_DATA and g.wire_type == LEN:
+            self.raw = (g.offset, g.length)
+        elif n in PACKED_FLOATS and g.wire_type == LEN:
+            self.packed.append((g.offset, g.length, PACKED_FLOATS[n]))
+        elif n in PACKED_FLOATS and g.wire_type in (I32, I64):
+            self.unpacked += 1
+        elif n in T_OTHER_DATA:
+            self.other_data = True
+
+    def add_dim(self, value: int) -> None:
+        if value < 0 or len(self.dims) >= MAX_TENSOR_RANK:
+            self.bad_dims = True
+        else:
+            self.dims.append(value)
+
+
+def _varints(data: bytes) -> list[int]:
+    """The int64 values of a packed repeated varint field (dims written packed)."""
+    out: list[int] = []
+    value = shift = 0
+    for b in data:
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            out.append(signed64(value & ((1 << 64) - 1)))
+            value = shift = 0
+    if shift:
+        raise ProtoError("truncated packed varint")
+    return out
+
+
+def _inline_span(t: _Tensor, dtype: str, shape: tuple[int, ...], reason: str) -> TensorSpan:
+    """The span of a tensor whose data is in the model itself: raw_data, or one packed
+    float_data/double_data field (whose payload is little-endian IEEE too)."""
+    offset = nbytes = 0
+    if t.raw is not None:
+        offset, nbytes = t.raw
+    elif len(t.packed) == 1 and not t.unpacked:
+        offset, nbytes, width = t.packed[0]
+        if not reason and ITEM_SIZES[dtype] != width:
+            reason = "malformed"
+    elif t.packed:
+        reason = reason or "split packed data"
+    elif t.unpacked:
+        reason = reason or "unpacked"
+    elif t.other_data:
+        reason = reason or "varint-encoded"
+    elif not reason:
+        reason = "empty" if t.elements == 0 else "no data"
+    return _checked(t.name, dtype, shape, offset, nbytes, reason)
+
+
+def _checked(name: str, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int, reason: str,
+             source: str = "") -> TensorSpan:
+    """An analysed span only when its bytes are exactly the shape's elements."""
+    if not reason and nbytes != _elements(shape) * ITEM_SIZES[dtype]:
+        reason = "size mismatch"
+    if reason:
+        return skipped(name, dtype, shape, offset, nbytes, reason)
+    return TensorSpan(name, dtype, shape, offset, nbytes, source=source)
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _out_axis(role: str, shape: tuple[int, ...]) -> int | None:
+    """The output axis a consumer fixes: MatMul B is (..., in, out); Gemm B is (in, out), or
+    (out, in) with transB=1."""
+    if role == "MatMul" and len(shape) >= 2:
+        return len(shape) - 1
+    if role in ("Gemm", "Gemm transB") and len(shape) == 2:
+        return 0 if role == "Gemm transB" else 1
+    return None
+
+
+@dataclass
 class _TextHit:
     count: int
     what: str
@@ -201,6 +336,9 @@ class _Walk:
         self.text_hits: dict[tuple[str, str], _TextHit] = {}
         self._files: dict[str, os.stat_result | str] = {}
         self._seen: dict[str, list[tuple[str, str, str]]] = {}
+        self.spans = SpanList(limits.max_tensor_spans)
+        #: Tensor name -> the role of the ops consuming it as input 1 (MatMul, Gemm), or AMBIGUOUS.
+        self.consumers: dict[str, str] = {}
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -324,24 +462,34 @@ class _Walk:
         self.nodes += 1
         if self.nodes > self.limits.max_onnx_nodes:
             raise ProtoLimit("max_onnx_nodes", f"more than {self.limits.max_onnx_nodes} nodes", f.tag_offset)
-        op_type = domain = name = ""
+        op_type = domain = name = weight = ""
         attrs: dict[str, str] = {}
+        inputs = 0
+        trans_b: int | None = None
         for g in self.wire.message(f):
             if g.wire_type != LEN:
                 continue
             n = g.number
-            if n == N_OP_TYPE:
+            if n == N_INPUT:
+                inputs += 1
+                if inputs == 2:  # input 1: B of MatMul and Gemm, read whatever the op turns out to be
+                    weight = self.text(g, "node input")
+            elif n == N_OP_TYPE:
                 op_type = self.text(g, "op_type")
             elif n == N_DOMAIN:
                 domain = self.text(g, "node domain")
             elif n == N_NAME:
                 name = self.text(g, "node name")
             elif n == N_ATTRIBUTE:
-                self.attribute(g, level, attrs)
+                attr, value = self.attribute(g, level, attrs)
+                if attr == "transB":
+                    trans_b = value
             elif n == N_DOC:
                 self.free_text(g, "node doc_string")
             elif n == N_METADATA:
                 self.metadata(g, "node metadata_props")
+        if weight and op_type in WEIGHT_OPS and domain in ONNX_DOMAINS:
+            self.consumer(weight, "Gemm transB" if op_type == "Gemm" and trans_b == 1 else op_type)
         if domain in STANDARD_DOMAINS and op_type not in PYTHON_OPS:
             return
         use = self.ops.get((domain, op_type))
@@ -352,10 +500,23 @@ class _Walk:
         else:
             self.more_ops += 1
 
-    def attribute(self, f: Field, level: int, attrs: dict[str, str]) -> None:
+    def consumer(self, tensor: str, role: str) -> None:
+        """Remember how an op reads `tensor` (bounded as the spans are); disagreeing ops leave
+        its output axis unknown."""
+        known = self.consumers.get(tensor)
+        if known is None and len(self.consumers) < self.limits.max_tensor_spans:
+            self.consumers[tensor] = role
+        elif known is not None and known != role:
+            self.consumers[tensor] = AMBIGUOUS
+
+    def attribute(self, f: Field, level: int, attrs: dict[str, str]) -> tuple[str, int | None]:
+        """Walks one attribute; returns its name and its integer value (`i`), if any."""
         name = ""
         s: bytes | None = None
+        i: int | None = None
         for g in self.wire.message(f):
+            if g.number == A_I and g.wire_type == VARINT:
+                i = signed64(g.value or 0)
             if g.wire_type != LEN:
                 continue
             n = g.number
@@ -373,6 +534,7 @@ class _Walk:
                 self.free_text(g, "attribute doc_string")
         if s is not None and name in PYTHON_ATTRS:
             attrs[name] = mask(s.decode("utf-8", "replace"))[:256]
+        return name, i
 
     def sparse(self, f: Field) -> None:
         for g in self.wire.message(f):
@@ -380,25 +542,93 @@ class _Walk:
                 self.tensor(g)
 
     def tensor(self, f: Field) -> None:
-        name = ""
-        location = 0
-        entries = _Entries()
+        t = _Tensor()
         for g in self.wire.message(f):
             n = g.number
             if n == T_LOCATION and g.wire_type == VARINT:
-                location = signed64(g.value or 0)
+                t.location = signed64(g.value or 0)
+            elif n == T_DATA_TYPE and g.wire_type == VARINT:
+                t.data_type = signed64(g.value or 0)
+            elif n == T_DIMS:
+                self.dims(g, t)
+            elif n == T_RAW_DATA or n in PACKED_FLOATS or n in T_OTHER_DATA:
+                t.data(g)
             elif g.wire_type != LEN:
                 continue
             elif n == T_NAME:
-                name = self.text(g, "tensor name")
+                t.name = self.text(g, "tensor name")
             elif n == T_EXTERNAL:
-                entries.add(*self.entry(g, "external_data"))
+                t.entries.add(*self.entry(g, "external_data"))
             elif n == T_DOC:
                 self.free_text(g, "tensor doc_string")
             elif n == T_METADATA:
                 self.metadata(g, "tensor metadata_props")
-        if entries.count or location == EXTERNAL:
-            self.external_data(name[:200], location, entries, f.tag_offset)
+        if t.entries.count or t.location == EXTERNAL:
+            self.external_data(t.name[:200], t.location, t.entries, f.tag_offset)
+        self.spans.add(self.span(t))
+
+    def dims(self, g: Field, t: _Tensor) -> None:
+        """One dimension (a varint), or several written packed (read: at most 10 bytes each)."""
+        if g.wire_type == VARINT:
+            t.add_dim(signed64(g.value or 0))
+        elif g.wire_type == LEN and g.length <= 10 * MAX_TENSOR_RANK:
+            for d in _varints(self.wire.read(g, 10 * MAX_TENSOR_RANK, "packed dims", "max_onnx_string")):
+                t.add_dim(d)
+        else:
+            t.bad_dims = True
+
+    # --- tensor spans -----------------------------------------------------------------------
+
+    def span(self, t: _Tensor) -> TensorSpan:
+        """Where a tensor's bytes are, from its structure alone (never read)."""
+        dtype, reason = ONNX_DTYPES.get(t.data_type, (f"type {t.data_type}", "unknown type"))
+        shape = tuple(t.dims)
+        if t.bad_dims:
+            return skipped(t.name, dtype, shape, 0, 0, "invalid shape")
+        if t.location == EXTERNAL:
+            return self.external_span(t, dtype, shape, reason)
+        return _inline_span(t, dtype, shape, reason)
+
+    def external_span(self, t: _Tensor, dtype: str, shape: tuple[int, ...], reason: str) -> TensorSpan:
+        """A span in the external file next to a local model; the location was checked by
+        `external_data` (escapes, symbolic links) before it is trusted here."""
+        info = t.entries.info
+        location = info.get("location") or ""
+        numbers = {k: int(info[k].strip()) for k in ("offset", "length")
+                   if k in info and info[k].strip().isdigit() and len(info[k].strip()) <= 19}
+        offset, length = numbers.get("offset", 0), numbers.get("length")
+        ext = self.external.get(location)
+        if self.model_dir is None:
+            why = "external data"
+        elif ext is None:
+            why = "external data not checked"
+        elif any(k in info and k not in numbers for k in ("offset", "length")):
+            why = "malformed external data"
+        elif any(p[0] == "escape" for p in ext.problems):
+            why = "external data outside the local directory"
+        else:
+            st = self._stat(location)
+            if isinstance(st, str):
+                why = "external data missing"
+            else:
+                length = st.st_size - offset if length is None else length
+                why = "" if offset >= 0 and offset + length <= st.st_size else "external data out of bounds"
+        if why:
+            return skipped(t.name, dtype, shape, offset, length or 0, reason or why)
+        source = os.path.abspath(os.path.join(self.model_dir or "", location))
+        return _checked(t.name, dtype, shape, offset, length or 0, reason, source)
+
+    def tensor_spans(self) -> list[TensorSpan]:
+        """The spans found, with the output axis of the weights MatMul and Gemm consume."""
+        spans = self.spans.finish()
+        if not self.consumers:
+            return spans
+        out: list[TensorSpan] = []
+        for span in spans:
+            role = self.consumers.get(span.name)
+            axis = _out_axis(role, span.shape) if role and span.analysed else None
+            out.append(span if axis is None else replace(span, out_axis=axis))
+        return out
 
     # --- external data ----------------------------------------------------------------------
 
@@ -576,4 +806,5 @@ class OnnxScanner(Scanner):
             result.error = "timed out"
         walk.finish()
         result.findings = walk.findings
+        result.partials[SPANS] = walk.tensor_spans()
         return result

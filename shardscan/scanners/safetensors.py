@@ -63,6 +63,7 @@ from shardscan.scanners.indicators import (
     shown,
 )
 from shardscan.storage.reader import RangeReader, SliceReader
+from shardscan.weights.spans import SPANS, TensorSpan, float_span, skipped
 
 #: dtype -> bits per element, as the reference crate (safetensors 0.8.0) defines them.
 DTYPE_BITS: dict[str, int] = {
@@ -93,6 +94,15 @@ def excerpt(text: str, m: re.Match[str], known: list[str]) -> str:
     for secret in known:
         part = part.replace(secret, f"<credential, {len(secret)} chars masked>")
     return shown(part)
+
+
+def _span(entry: dict[str, Any], name: str, offset: int, nbytes: int, pytorch: bool) -> TensorSpan:
+    """A tensor for the weight analysis. Files written from PyTorch (`format: pt`, what
+    `save_file` of transformers and safetensors.torch record) keep Linear weights (out, in)."""
+    dtype, shape = entry.get("dtype"), entry.get("shape")
+    if not isinstance(dtype, str) or not isinstance(shape, list) or not all(type(d) is int for d in shape):
+        return skipped(name, str(dtype)[:20], (), offset, nbytes, "malformed entry")
+    return float_span(name, dtype, tuple(shape), offset, nbytes, 0 if pytorch and len(shape) >= 2 else None)
 
 
 class HeaderError(Exception):
@@ -269,6 +279,9 @@ class SafeTensorsScanner(Scanner):
         if meta is not None:
             self._metadata(meta, ctx, report)
         self._layout(tensors, reader, ctx, report, result, data_start, data_size)
+        pytorch = isinstance(meta, dict) and meta.get("format") == "pt"
+        result.partials[SPANS] = [_span(header[name], name, data_start + begin, end - begin, pytorch)
+                                  for begin, end, _, name in tensors]
 
     # -- tensor entries --------------------------------------------------------------------------
 

@@ -31,11 +31,12 @@ from shardscan.scanners.archive_paths import link_escape, path_escape
 from shardscan.scanners.base import FormatError, ScanContext, Scanner, ScanTimeout, finding, rebase, unit_view
 from shardscan.scanners.pickle.scanner import PickleScanner
 from shardscan.scanners.pickle.stream import scan_pickle_range
-from shardscan.scanners.pickle.torch_storages import STORAGE_ELEMENT_SIZES, declared_storages
+from shardscan.scanners.pickle.torch_storages import STORAGE_ELEMENT_SIZES, declared_storages, torch_spans
 from shardscan.scanners.pickle.values import Persistent
 from shardscan.scanners.torchscript import analyse_torchscript, is_code_member, is_extra_member
 from shardscan.storage.reader import RangeReader, SliceReader
 from shardscan.storage.spool import spool
+from shardscan.weights.spans import SPANS, TensorSpan
 
 # --- Record layouts (APPNOTE.TXT 4.3) -------------------------------------------------------
 
@@ -474,8 +475,8 @@ class ZipScanner(Scanner):
             walk.run()
         except ScanTimeout:
             result.error = "timed out"  # members already inspected keep their findings
-        result.findings = walk.findings
-        result.findings = rebase(result.findings, origin)
+        result.findings = rebase(walk.findings, origin)
+        result.partials[SPANS] = walk.spans
         return result
 
 
@@ -498,6 +499,9 @@ class _ArchiveWalk:
             for name in entry.names:
                 self.sizes.setdefault(name, entry.usize)
         self.torchscript_seen = False
+        self.by_name = {name: entry for entry in self.entries for name in entry.names}
+        #: Tensors of a PyTorch checkpoint, for the weight analysis.
+        self.spans: list[TensorSpan] = []
 
     def note(self, rule_id: str, message: str, entry: Entry, offset: int | None = None,
              **evidence: object) -> None:
@@ -656,6 +660,16 @@ class _ArchiveWalk:
             self.note("FMT005", "data.pkl timed out", entry, offset=entry.data_offset)
         prefix = entry.name.split("/")[0]
         self.findings += [f.within(entry.name, base) for f in self.check_storages(prefix, outcome.persistent)]
+        self.spans += torch_spans(outcome.tensors, outcome.persistent, lambda key: self.storage_at(prefix, key))
+
+    def storage_at(self, prefix: str, key: str) -> tuple[int, int] | str:
+        """Where a storage member's bytes are in the archive, when they can be read in place."""
+        entry = self.by_name.get(f"{prefix}/data/{key}")
+        if entry is None or entry.data_offset is None:
+            return "missing"
+        if entry.method != STORED:
+            return "compressed"
+        return entry.data_offset, min(entry.csize, max(0, self.reader.size - entry.data_offset))
 
     def check_storages(self, prefix: str, persistent: list[Persistent]) -> list[Finding]:
         """TRC102: every storage a persistent id declares must fit in its data member."""

@@ -132,6 +132,11 @@ OBJECTS_SCHEMA = pa.schema(
         ("bytes_read", pa.int64()),
         ("duration_s", pa.float64()),
         ("error", pa.string()),
+        # Weight analysis coverage of a scanned object (null when it did not run, and for an
+        # object reused from an earlier scan: that scan's row holds it).
+        ("weights_tensors", pa.int64()),
+        ("weights_bytes", pa.int64()),
+        ("weights_skipped", pa.string()),  # JSON: reason -> {"tensors", "bytes"}
     ],
     metadata=_META,
 )
@@ -575,7 +580,14 @@ def _object_row(scan_id: str, report: ObjectReport, policy_version: str) -> tupl
         policy_version, findings_scan_id, len(report.findings),
         severity.name if severity is not None else None,
         report.bytes_read, report.duration_s, report.error,
+        *_weights(report.weights),
     )
+
+
+def _weights(coverage: dict[str, Any] | None) -> tuple[int | None, int | None, str | None]:
+    if coverage is None:
+        return None, None, None
+    return coverage["tensors"], coverage["bytes"], json.dumps(coverage["skipped"], sort_keys=True)
 
 
 def _finding_row(content_hash: str, policy_version: str, scan_id: str, finding: Finding) -> tuple[Any, ...]:

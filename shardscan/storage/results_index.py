@@ -34,6 +34,9 @@ class Prior(NamedTuple):
     #: reports them too and "which objects hold pickles" finds reused ones.
     format: str = ""
     formats: tuple[str, ...] = ()
+    #: Not kept in the index (it would cost memory per object): the row of the scan that
+    #: analysed the content holds the weight coverage.
+    weights: None = None
 
 
 #: (a) fingerprint -> content hash from any policy (it is a fact about bytes, not findings). The

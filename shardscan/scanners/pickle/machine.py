@@ -96,6 +96,26 @@ class NestedPayload:
 
 
 @dataclass(slots=True)
+class TorchTensor:
+    """A `torch._utils._rebuild_tensor(_v2)` call: a view of a storage, which the weight
+    analysis reads when it is contiguous. `name` is the state-dict key it was stored under."""
+
+    storage: Any
+    storage_offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    name: str = ""
+
+    @property
+    def contiguous(self) -> bool:
+        expected, step = [], 1
+        for dim in reversed(self.shape):
+            expected.append(step)
+            step *= dim
+        return tuple(reversed(expected)) == self.stride or 0 in self.shape
+
+
+@dataclass(slots=True)
 class Facts:
     globals: list[Global] = field(default_factory=list)
     code_objects: list[CodeObject] = field(default_factory=list)
@@ -103,6 +123,10 @@ class Facts:
     nested: list[NestedPayload] = field(default_factory=list)
     persistent: list[Persistent] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
+    #: Tensors rebuilt from storages, in the order they are made.
+    tensors: list[TorchTensor] = field(default_factory=list)
+    #: Legacy PyTorch files: where each storage's bytes are (key -> offset, length).
+    storages: dict[str, tuple[int, int]] | None = None
     pickles: int = 0
     opcodes: int = 0
     frame_straddled: bool = False
@@ -127,6 +151,9 @@ class PickleMachine:
         self.weights: dict[int, int] = {}
         self._expansion_reported = False
         self._secrets = self._executables = 0
+        #: id of the Made that stands for each tensor -> (that Made, kept so the id stays its
+        #: own, and the tensor).
+        self._tensors: dict[int, tuple[Made, TorchTensor]] = {}
         self._dispatch: dict[int, Callable[[int], Any]] = {}
         for code, op in OPCODES.items():
             self._dispatch[code] = getattr(self, f"op_{op.name}")
@@ -514,16 +541,27 @@ class PickleMachine:
             self.inconsistent(off, "odd number of items for a dict")
         if isinstance(target, Made):
             self._note_setitem(target, off)
+            self._name_tensors(items)
             return
         if not isinstance(target, dict):
             self.inconsistent(off, f"SETITEM(S) on {type(target).__name__}")
             return
+        self._name_tensors(items)
         for i in range(0, len(items) - 1, 2):
             try:
                 target[items[i]] = items[i + 1]
             except TypeError:
                 self.inconsistent(off, "unhashable dict key")
         self.weigh(target, items)
+
+    def _name_tensors(self, items: list[Any]) -> None:
+        """State dicts are OrderedDicts filled by SETITEMS: their keys name the tensors."""
+        if not self._tensors:
+            return
+        for i in range(0, len(items) - 1, 2):
+            known = self._tensors.get(id(items[i + 1]))
+            if known is not None and isinstance(items[i], str) and not known[1].name:
+                known[1].name = items[i]
 
     def _note_setitem(self, target: Made, off: int) -> None:
         # Items given to an instance are state, like BUILD: the class's own __setitem__ runs.
@@ -786,7 +824,29 @@ class PickleMachine:
             return Nested(func, off)
         self._forward(args, off, forwarder=self.role("forwarders", func) is not None)
         self._scan_arguments(func, args, off)
-        return Made(func, args, off, "call")
+        made = Made(func, args, off, "call")
+        if func.module == "torch._utils" and func.name in TORCH_REBUILDS:
+            self._tensor(made, func.name, args)
+        return made
+
+    def _tensor(self, made: Made, rebuild: str, args: Any) -> None:
+        """Record `_rebuild_tensor(storage, offset, size, stride)`, or the parameter wrapping
+        one (`_rebuild_parameter(tensor, ...)` names the same tensor)."""
+        if len(self._tensors) >= MAX_PERSISTENT_KEPT or not isinstance(args, tuple) or not args:
+            return
+        if rebuild.startswith("_rebuild_parameter"):
+            inner = self._tensors.get(id(args[0]))
+            if inner is not None:
+                self._tensors[id(made)] = (made, inner[1])
+            return
+        if len(args) < 4:
+            return
+        storage, offset, size, stride = args[:4]
+        if (isinstance(storage, Persistent) and type(offset) is int and _ints(size) and _ints(stride)
+                and len(size) == len(stride)):
+            tensor = TorchTensor(storage.pid, offset, size, stride)
+            self._tensors[id(made)] = (made, tensor)
+            self.facts.tensors.append(tensor)
 
     def _build_code(self, builder: Global, args: Any, off: int) -> CodeObject:
         code = CodeObject(builder, off)
@@ -878,6 +938,13 @@ class PickleMachine:
 
 
 STOP = object()
+#: torch._utils functions that make a tensor from a storage (parameters wrap a tensor).
+TORCH_REBUILDS = frozenset({"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter",
+                            "_rebuild_parameter_with_state"})
+
+
+def _ints(value: Any) -> bool:
+    return isinstance(value, tuple) and all(type(v) is int and v >= 0 for v in value)
 
 
 class _SymSet:

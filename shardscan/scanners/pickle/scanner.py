@@ -7,6 +7,7 @@ from shardscan.scanners.base import ScanContext, Scanner, finding
 from shardscan.scanners.detect import CODE_FREE_EXTENSIONS, extension
 from shardscan.scanners.pickle.stream import scan_pickle_range
 from shardscan.storage.reader import RangeReader
+from shardscan.weights.spans import SPANS
 
 
 class PickleScanner(Scanner):
@@ -16,6 +17,8 @@ class PickleScanner(Scanner):
     def scan(self, unit: Unit, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         outcome = scan_pickle_range(reader, ctx, self.id, unit.start, unit.end)
         result = UnitResult(findings=outcome.findings, error=outcome.error)
+        if outcome.spans:  # stream positions: offsets in `reader` already
+            result.partials[SPANS] = outcome.spans
         if outcome.error is None and extension(unit.object.name) in CODE_FREE_EXTENSIONS:
             result.findings.append(finding(
                 "FMT004", self.id,

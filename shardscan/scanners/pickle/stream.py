@@ -13,11 +13,12 @@ from typing import Any
 from shardscan.model import Finding
 from shardscan.scanners.base import FormatError, ScanContext, ScanTimeout, finding
 from shardscan.scanners.pickle.judge import judge
-from shardscan.scanners.pickle.machine import Facts, LimitExceeded, PickleMachine, Truncated
+from shardscan.scanners.pickle.machine import Facts, LimitExceeded, PickleMachine, TorchTensor, Truncated
 from shardscan.scanners.pickle.opcodes import OPCODES, TORCH_LEGACY_MAGIC, TORCH_LEGACY_PICKLES
-from shardscan.scanners.pickle.torch_storages import legacy_storage_findings
+from shardscan.scanners.pickle.torch_storages import legacy_storages, torch_spans
 from shardscan.scanners.pickle.values import Made, Persistent
 from shardscan.storage.reader import BytesReader, RangeReader, ReaderStream, SliceReader
+from shardscan.weights.spans import TensorSpan
 
 #: A first pickle that fails within this many opcodes, having imported nothing, was never a
 #: pickle: the object could not be parsed, rather than a pickle that broke.
@@ -28,6 +29,9 @@ MIN_OPCODES_FOR_BROKEN = 3
 class PickleOutcome:
     findings: list[Finding] = field(default_factory=list)
     persistent: list[Persistent] = field(default_factory=list)
+    tensors: list[TorchTensor] = field(default_factory=list)
+    #: Where the tensors of a legacy PyTorch file are (its storages follow the pickles).
+    spans: list[TensorSpan] = field(default_factory=list)
     #: Set when nothing could be parsed: the range is not a pickle.
     error: str | None = None
     timed_out: bool = False
@@ -106,8 +110,10 @@ def _walk(reader: RangeReader, start: int, end: int | None, ctx: ScanContext, sc
             break
     legacy = bool(facts.results) and facts.results[0] == TORCH_LEGACY_MAGIC
     if legacy and facts.pickles == TORCH_LEGACY_PICKLES and error is None and not timed_out:
-        notes += legacy_storage_findings(stream.reader, stream.tell(), stream.end, facts.results[-1],
-                                         facts.persistent, scanner_id)
+        problems, storages = legacy_storages(stream.reader, stream.tell(), stream.end, facts.results[-1],
+                                             facts.persistent, scanner_id)
+        notes += problems
+        facts.storages = storages
     if facts.pickles > 1 and not legacy:
         notes.append(finding("PKL304", scanner_id, f"{facts.pickles} pickles in one stream",
                              offset=start, count=facts.pickles))
@@ -122,7 +128,10 @@ def scan_pickle_range(reader: RangeReader, ctx: ScanContext, scanner_id: str, st
                       end: int | None = None, *, nested_depth: int = 0) -> PickleOutcome:
     """Scan `[start, end)` of `reader` as a pickle stream."""
     facts, notes, error, timed_out = _walk(reader, start, end, ctx, scanner_id, file_mode=False)
-    outcome = PickleOutcome(persistent=facts.persistent, error=error, timed_out=timed_out)
+    outcome = PickleOutcome(persistent=facts.persistent, tensors=facts.tensors, error=error, timed_out=timed_out)
+    if facts.storages is not None:
+        storages = facts.storages
+        outcome.spans = torch_spans(facts.tensors, facts.persistent, lambda key: storages.get(key, "missing"))
     findings = judge(facts, ctx, scanner_id) + notes
     if facts.frame_straddled and not timed_out:
         findings.append(finding("PKL302", scanner_id,

@@ -1,0 +1,460 @@
+"""One block of a tensor -> one mergeable partial record (WEIGHTS.md 4.5).
+
+A tensor is cut into blocks of BLOCK_ELEMENTS elements aligned to its first element, so any
+worker computes the identical partial for a block whatever the file layout or I/O chunking.
+Inside a block, work runs in chunks of CHUNK_ELEMENTS with reused scratch buffers: one pass per
+chunk computes everything with vectorised NumPy on integer views, and memory stays bounded by
+the chunk size. Integer fields are exact; float fields depend only on the block's bytes (fixed
+operation order, ``np.sum`` rather than threaded BLAS, scratch with fixed alignment).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shardscan.weights.exponents import pairdev_rows
+from shardscan.weights.lowbits import HeaderHit, find_headers
+from shardscan.weights.moments import Moments, chunk_moments
+from shardscan.weights.thresholds import (
+    BLOCK_ELEMENTS,
+    CHUNK_ELEMENTS,
+    FIRST_INDICES_KEPT,
+    LOW16_BATCH_ELEMENTS,
+    SUB_BLOCK_ELEMENTS,
+    W2_MAGNITUDE_LIMIT,
+    W3_MIN_K0,
+    W4_MIN_PAIRS,
+    W4_MIN_SUB_BLOCK_ELEMENTS,
+    W5_LOW_BIT_WIDTHS,
+)
+
+#: On-disk dtype -> (bytes per element, unsigned view).
+DTYPES: dict[str, tuple[int, type[np.unsignedinteger]]] = {
+    "F64": (8, np.uint64),
+    "F32": (4, np.uint32),
+    "F16": (2, np.uint16),
+    "BF16": (2, np.uint16),
+}
+
+EXPONENT_BINS = 256
+BYTE_BINS = 256
+#: Trailing-zero bins: 0..22 exact for a nonzero fp32 mantissa; 23 means 23 or more (only an F64
+#: mantissa gets there); 24 is the all-zero mantissa (zeros, powers of two, infinities).
+TZ_BINS = 25
+TZ_CAPPED = 23
+TZ_ALL_ZERO = 24
+#: Largest k whose "fewer than k trailing zeros" list a partial keeps (k0 cannot exceed it).
+TZ_MAX_K = 23
+
+# Per-chunk histogram key: sub-block (2 bits) | biased fp32 exponent (8) | trailing-zero code (5).
+# One bincount over it gives the per-sub-block exponent histograms and the trailing-zero histogram.
+_TZ_BITS = 5
+_TZ_CODES = 1 << _TZ_BITS
+_TZ_DISCARD = _TZ_CODES - 1  # code of non-finite elements: kept out of the trailing-zero histogram
+_KEY_PER_SUB = EXPONENT_BINS * _TZ_CODES
+_LOW16_BINS = 1 << 16
+# The lowest set bit of (u << 9), converted to float32, has biased exponent 136 + tz.
+_F32_TZ_EXP0 = 136
+_F64_EXP_OFFSET = 1023 - 127  # float64 biased exponent -> fp32 biased exponent (even: parity kept)
+_F16_MIN_NORMAL_FP32_EXP = 113  # fp16 normals are >= 2**-14 = fp32 biased exponent 113
+
+_SUBKEY = ((np.arange(CHUNK_ELEMENTS, dtype=np.uint32) // SUB_BLOCK_ELEMENTS) * _KEY_PER_SUB).astype(np.uint32)
+_ALIGN = 64
+
+
+class BlockError(ValueError):
+    """The caller handed over something that is not one block of a supported dtype."""
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class BlockPartial:
+    """Everything the merge and the detectors need from one block; every field mergeable.
+
+    Histograms are int64 NumPy arrays. Element indices are tensor-wide (block start included).
+    F16/BF16 are upcast to fp32 for the exponent and trailing-zero views; low byte and bits 8-15
+    are those of the on-disk pattern. F64 keeps its own bits, mapped onto the fp32 views: the
+    exponent bin is the float64 binade re-biased to fp32 (E - 896, clipped to 1..254; 0 for
+    zero/subnormal, 255 for Inf/NaN; the offset is even, so W4's exponent parity is preserved),
+    and the trailing-zero count is that of the 52-bit mantissa capped at bin 23 ("23 or more"),
+    so an fp32 origin stored as float64 shows k0 = 23 and any lower bits written into it violate.
+    Rows holding NaN/Inf get NaN/Inf row sums.
+    """
+
+    index: int
+    dtype: str
+    n: int
+    n_nan: int
+    n_posinf: int
+    n_neginf: int
+    n_zero: int
+    n_subnormal: int  # subnormal in the on-disk dtype
+    min: float  # finite values; +inf when the block has none
+    max: float  # finite values; -inf when the block has none
+    moments: Moments  # finite values only
+    exponent_hist: np.ndarray  # (256,) biased fp32 exponent of every element (F64: mapped, see doc)
+    tz_hist: np.ndarray  # (25,) trailing-zero bins of the mantissa (fp32 view), finite elements
+    low_byte_hist: np.ndarray  # (256,) bits 0-7 of the on-disk bit pattern, every element
+    mid_hist: np.ndarray  # (256,) bits 8-15 of the on-disk bit pattern, every element
+    first_nonfinite: tuple[int, ...]
+    first_huge: tuple[int, ...]  # finite |w| > W2_MAGNITUDE_LIMIT
+    first_low_tz: tuple[tuple[int, ...], ...]  # [k]: first indices with fewer than k trailing zeros
+    row_length: int | None
+    row_first: int  # row index of row_sums[0]
+    row_sums: np.ndarray | None  # float64 per row overlapping the block (partial for straddlers)
+    row_sumsq: np.ndarray | None
+    w4_pairdev: float  # lowest pairdev over judged sub-blocks; +inf if none judged
+    w4_sub_block: int  # tensor-wide sub-block index of that minimum; -1 if none
+    w4_pairs: int  # qualifying pairs in that sub-block
+    w4_exponent_hist: np.ndarray | None  # (256,) exponent histogram of that sub-block
+    header_hits: tuple[HeaderHit, ...]
+    header_scan_truncated: bool
+
+    @property
+    def start(self) -> int:
+        return self.index * BLOCK_ELEMENTS
+
+
+@dataclass(slots=True)
+class _Scratch:
+    """Chunk-sized buffers reused across calls in one thread: no page faults per block."""
+
+    a32: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.uint32))
+    b32: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.uint32))
+    c32: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.uint32))
+    u16: np.ndarray = field(default_factory=lambda: _aligned(LOW16_BATCH_ELEMENTS, np.uint16))
+    up32: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.uint32))
+    f32: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float32))
+    x64: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float64))
+    d64: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float64))
+    p64: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float64))
+
+
+_LOCAL = threading.local()
+
+
+def _aligned(n: int, dtype: type[np.generic]) -> np.ndarray:
+    """Scratch at a fixed alignment, so SIMD loops see the same layout on every call."""
+    itemsize = np.dtype(dtype).itemsize
+    buf = np.empty(n * itemsize + _ALIGN, dtype=np.uint8)
+    off = (-buf.ctypes.data) % _ALIGN
+    return buf[off : off + n * itemsize].view(dtype)
+
+
+def _scratch() -> _Scratch:
+    s = getattr(_LOCAL, "scratch", None)
+    if s is None:
+        s = _LOCAL.scratch = _Scratch()
+    return s
+
+
+def _first_where(tzc: np.ndarray, k: int, need: int) -> np.ndarray:
+    """First `need` positions with trailing-zero code below k; looks at a short prefix first, since dense
+    violations (native fp32) are found in a few hundred elements and sparse ones are rare."""
+    n = tzc.shape[0]
+    window = 512
+    while True:
+        hits = np.flatnonzero(tzc[: min(window, n)] < k)
+        if hits.shape[0] >= need or window >= n:
+            return hits[:need]
+        window *= 8
+
+
+class _Accumulator:
+    """Running state of one block; chunks arrive in order."""
+
+    def __init__(self, dtype: str, start: int, n: int, row_length: int | None) -> None:
+        self.dtype = dtype
+        self.start = start
+        self.n = n
+        self.n_nan = self.n_posinf = self.n_neginf = self.n_zero = self.n_subnormal = 0
+        self.min = math.inf
+        self.max = -math.inf
+        self.moments = Moments()
+        self.exponent_hist = np.zeros(EXPONENT_BINS, dtype=np.int64)
+        self.sub_hists = np.zeros((-(-n // SUB_BLOCK_ELEMENTS), EXPONENT_BINS), dtype=np.int64)
+        self.tz_hist = np.zeros(TZ_BINS, dtype=np.int64)
+        self.first_nonfinite: list[int] = []
+        self.first_huge: list[int] = []
+        self.first_low_tz: list[list[int]] = [[] for _ in range(TZ_MAX_K + 1)]
+        self.row_length = row_length
+        if row_length is not None:
+            self.row_first = start // row_length
+            rows = (start + n - 1) // row_length - self.row_first + 1 if n else 0
+            self.row_sums: np.ndarray | None = np.zeros(rows, dtype=np.float64)
+            self.row_sumsq: np.ndarray | None = np.zeros(rows, dtype=np.float64)
+        else:
+            self.row_first = 0
+            self.row_sums = self.row_sumsq = None
+        self.w4_pairdev = math.inf
+        self.w4_sub_block = -1
+        self.w4_pairs = 0
+        self.w4_exponent_hist: np.ndarray | None = None
+
+    # -- pieces shared by both element widths -------------------------------------------------
+
+    def exponents(self, counts: np.ndarray, offset: int, c: int) -> np.ndarray:
+        """Keep one chunk's per-sub-block exponent histograms; W4 is decided in w4()."""
+        first = offset // SUB_BLOCK_ELEMENTS
+        self.sub_hists[first : first + counts.shape[0]] = counts
+        return counts
+
+    def w4(self) -> None:
+        """Lowest pairdev over the block's full sub-blocks with enough qualifying pairs."""
+        self.exponent_hist = self.sub_hists.sum(axis=0)
+        sizes = np.minimum(SUB_BLOCK_ELEMENTS, self.n - np.arange(self.sub_hists.shape[0]) * SUB_BLOCK_ELEMENTS)
+        values, pairs = pairdev_rows(self.sub_hists)
+        judged = (sizes >= W4_MIN_SUB_BLOCK_ELEMENTS) & (pairs >= W4_MIN_PAIRS)
+        if not judged.any():
+            return
+        values = np.where(judged, values, math.inf)
+        best = int(np.argmin(values))  # first of equal minima: deterministic
+        self.w4_pairdev = float(values[best])
+        self.w4_pairs = int(pairs[best])
+        self.w4_sub_block = self.start // SUB_BLOCK_ELEMENTS + best
+        self.w4_exponent_hist = self.sub_hists[best].copy()
+
+    def values(self, f: np.ndarray, finite: np.ndarray | None, offset: int, s: _Scratch) -> None:
+        """min/max, moments, magnitudes and row sums from the float view of one chunk."""
+        c = f.shape[0]
+        g0 = self.start + offset
+        vals = f if finite is None else f[finite]
+        if vals.shape[0]:
+            lo, hi = float(vals.min()), float(vals.max())
+            self.min = min(self.min, lo)
+            self.max = max(self.max, hi)
+            self.moments = self.moments.merge(chunk_moments(vals, s.d64, s.p64))
+            if max(-lo, hi) > W2_MAGNITUDE_LIMIT:
+                huge = np.abs(f) > W2_MAGNITUDE_LIMIT
+                if finite is not None:
+                    huge &= finite
+                self._keep(self.first_huge, np.flatnonzero(huge) + g0)
+        if self.row_sums is not None and self.row_sumsq is not None and self.row_length is not None:
+            length = self.row_length
+            x = s.x64[:c]
+            np.copyto(x, f, casting="safe")
+            first_boundary = (-g0) % length
+            starts = np.arange(first_boundary, c, length)
+            if first_boundary != 0:
+                starts = np.concatenate(([0], starts))
+            r0 = g0 // length - self.row_first
+            sums = np.add.reduceat(x, starts)
+            sq = s.d64[:c]
+            np.multiply(x, x, out=sq)
+            sumsq = np.add.reduceat(sq, starts)
+            self.row_sums[r0 : r0 + sums.shape[0]] += sums
+            self.row_sumsq[r0 : r0 + sums.shape[0]] += sumsq
+
+    def trailing(self, tzc: np.ndarray, tz_counts: np.ndarray, offset: int) -> None:
+        """First indices with fewer than k trailing zeros, for each k a detector may need."""
+        below = np.cumsum(tz_counts)  # below[k-1] = elements with tz code < k
+        g0 = self.start + offset
+        for k in range(W3_MIN_K0, TZ_MAX_K + 1):
+            kept = self.first_low_tz[k]
+            if len(kept) >= FIRST_INDICES_KEPT or below[k - 1] == 0:
+                continue
+            kept.extend((_first_where(tzc, k, FIRST_INDICES_KEPT - len(kept)) + g0).tolist())
+
+    def nonfinite(self, mask: np.ndarray, offset: int) -> None:
+        self._keep(self.first_nonfinite, np.flatnonzero(mask) + self.start + offset)
+
+    @staticmethod
+    def _keep(kept: list[int], idx: np.ndarray) -> None:
+        room = FIRST_INDICES_KEPT - len(kept)
+        if room > 0:
+            kept.extend(idx[:room].tolist())
+
+    # -- element widths ----------------------------------------------------------------------
+
+    def histogram(self, key: np.ndarray, c: int, offset: int) -> np.ndarray:
+        """One bincount over (sub-block, exponent, tz code): returns counts (nsub, 256, 32) after
+        keeping the per-sub-block exponent histograms."""
+        nsub = -(-c // SUB_BLOCK_ELEMENTS)
+        kc = np.bincount(key, minlength=nsub * _KEY_PER_SUB).reshape(nsub, EXPONENT_BINS, _TZ_CODES)
+        self.exponents(kc.sum(axis=2), offset, c)
+        return kc
+
+    def trailing_zeros(self, kc: np.ndarray, tzc: np.ndarray, offset: int) -> None:
+        """Trailing-zero histogram of the finite elements (exponent rows below 255) and the
+        first indices per k; tzc must already mark non-finite elements as _TZ_DISCARD."""
+        tz_counts = kc[:, : EXPONENT_BINS - 1, :].sum(axis=(0, 1))
+        self.tz_hist += tz_counts[:TZ_BINS]
+        self.trailing(tzc, tz_counts, offset)
+
+    def chunk32(self, u: np.ndarray, offset: int, s: _Scratch) -> None:
+        """A chunk as fp32 bit patterns (F16/BF16 already upcast)."""
+        c = u.shape[0]
+        key, tzc, tmp = s.a32[:c], s.b32[:c], s.c32[:c]
+        # Trailing zeros: the lowest set bit of (u << 9), as a float32, has biased exponent
+        # 136 + tz; a zero mantissa gives 0, which the wrapping subtraction sends to TZ_ALL_ZERO.
+        np.left_shift(u, 9, out=key)
+        np.negative(key, out=tmp)
+        np.bitwise_and(key, tmp, out=tmp)
+        fl = s.f32[:c]
+        np.copyto(fl, tmp, casting="unsafe")
+        np.right_shift(fl.view(np.uint32), 23, out=tzc)
+        np.subtract(tzc, _F32_TZ_EXP0, out=tzc)
+        np.minimum(tzc, TZ_ALL_ZERO, out=tzc)
+
+        np.right_shift(u, 23 - _TZ_BITS, out=key)
+        np.bitwise_and(key, 0xFF << _TZ_BITS, out=key)
+        np.bitwise_or(key, tzc, out=key)
+        if c > SUB_BLOCK_ELEMENTS:
+            np.bitwise_or(key, _SUBKEY[:c], out=key)
+        kc = self.histogram(key, c, offset)
+        ecounts = kc.sum(axis=2)
+        finite = None
+        if ecounts[:, EXPONENT_BINS - 1].any():  # exponent all ones: NaN/Inf, rare
+            mag = u & np.uint32(0x7FFFFFFF)
+            self.n_nan += int(np.count_nonzero(mag > 0x7F800000))
+            self.n_posinf += int(np.count_nonzero(u == 0x7F800000))
+            self.n_neginf += int(np.count_nonzero(u == 0xFF800000))
+            finite = mag < 0x7F800000
+            self.nonfinite(~finite, offset)
+            tzc[~finite] = _TZ_DISCARD
+        self.trailing_zeros(kc, tzc, offset)
+
+        # Zeros and subnormals: only counted element-wise when the exponents say there are any.
+        small = int(ecounts[:, : _F16_MIN_NORMAL_FP32_EXP if self.dtype == "F16" else 1].sum())
+        if small:
+            zeros = int(np.count_nonzero((u << np.uint32(1)) == 0))
+            self.n_zero += zeros
+            self.n_subnormal += small - zeros
+
+        self.values(u.view(np.float32), finite, offset, s)
+
+    def chunk64(self, u: np.ndarray, offset: int, s: _Scratch) -> None:
+        """A chunk of float64 bit patterns; rare in model files, so written for clarity."""
+        c = u.shape[0]
+        e64 = ((u >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
+        ebin = np.clip(e64 - _F64_EXP_OFFSET, 1, 254)
+        ebin[e64 == 0] = 0
+        ebin[e64 == 0x7FF] = 255
+        special = e64 == 0x7FF
+        finite = None
+        if special.any():
+            mag = u & np.uint64(0x7FFFFFFFFFFFFFFF)
+            self.n_nan += int(np.count_nonzero(mag > 0x7FF0000000000000))
+            self.n_posinf += int(np.count_nonzero(u == 0x7FF0000000000000))
+            self.n_neginf += int(np.count_nonzero(u == 0xFFF0000000000000))
+            finite = ~special
+            self.nonfinite(special, offset)
+        zero = (u << np.uint64(1)) == 0
+        self.n_zero += int(np.count_nonzero(zero))
+        self.n_subnormal += int(np.count_nonzero((e64 == 0) & ~zero))
+
+        mant = u & np.uint64((1 << 52) - 1)
+        lowbit = mant & (np.uint64(0) - mant)
+        lexp = (lowbit.astype(np.float64).view(np.uint64) >> np.uint64(52)).astype(np.int64)
+        tzc = np.where(lexp == 0, TZ_ALL_ZERO, np.minimum(lexp - 1023, TZ_CAPPED)).astype(np.uint32)
+        if finite is not None:
+            tzc[~finite] = _TZ_DISCARD
+        key = (ebin << _TZ_BITS) | tzc.astype(np.int64) | _SUBKEY[:c].astype(np.int64)
+        self.trailing_zeros(self.histogram(key, c, offset), tzc, offset)
+        self.values(u.view(np.float64), finite, offset, s)
+
+
+def _low16_hist(bits: np.ndarray, s: _Scratch) -> np.ndarray:
+    """Joint histogram of the on-disk low 16 bits, in batches of LOW16_BATCH_ELEMENTS.
+
+    Its own pass, with larger batches than the statistics chunks: a 65,536-bin bincount costs
+    a fixed ~0.1 ms to clear and fold its bins, which would dominate on 65,536-element chunks.
+    """
+    hist = np.zeros(_LOW16_BINS, dtype=np.int64)
+    for o in range(0, bits.shape[0], LOW16_BATCH_ELEMENTS):
+        part = bits[o : o + LOW16_BATCH_ELEMENTS]
+        if part.dtype != np.uint16:
+            buf = s.u16[: part.shape[0]]
+            np.copyto(buf, part, casting="unsafe")  # truncating cast keeps the low 16 bits
+            part = buf
+        hist += np.bincount(part, minlength=_LOW16_BINS)
+    return hist
+
+
+def block_partial(
+    raw: np.ndarray,
+    dtype: str,
+    index: int,
+    *,
+    row_length: int | None = None,
+    tail: np.ndarray | None = None,
+) -> BlockPartial:
+    """The partial of block ``index`` of a tensor, from that block's raw elements.
+
+    ``raw`` is 1-D with the on-disk element size (F64/F32/F16 as floats or unsigned integers,
+    BF16 as uint16), little-endian, at most BLOCK_ELEMENTS long; only the tensor's last block
+    may be shorter. ``row_length`` (elements per row, i.e. the product of all dimensions but the
+    first) enables per-row sums and row alignment. ``tail`` optionally holds the elements that
+    follow the block (a few thousand suffice), so a header starting at the block's end can be
+    validated; without it such a header is missed.
+    """
+    if dtype not in DTYPES:
+        raise BlockError(f"unsupported dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    itemsize, utype = DTYPES[dtype]
+    if raw.ndim != 1 or raw.dtype.itemsize != itemsize:
+        raise BlockError(f"{dtype} block must be 1-D with {itemsize}-byte elements, got {raw.dtype} {raw.shape}")
+    if raw.shape[0] > BLOCK_ELEMENTS:
+        raise BlockError(f"block holds {raw.shape[0]} elements, more than BLOCK_ELEMENTS={BLOCK_ELEMENTS}")
+    if index < 0:
+        raise BlockError(f"negative block index {index}")
+    if row_length is not None and row_length <= 0:
+        raise BlockError(f"row_length must be positive, got {row_length}")
+    if raw.dtype.byteorder == ">":
+        raise BlockError("raw elements must be little-endian (byte-swap in the format layer)")
+    bits = np.ascontiguousarray(raw).view(utype)
+    n = bits.shape[0]
+    start = index * BLOCK_ELEMENTS
+    acc = _Accumulator(dtype, start, n, row_length)
+    s = _scratch()
+    for offset in range(0, n, CHUNK_ELEMENTS):
+        chunk = bits[offset : offset + CHUNK_ELEMENTS]
+        c = chunk.shape[0]
+        if dtype == "F32":
+            acc.chunk32(chunk, offset, s)
+        elif dtype == "F64":
+            acc.chunk64(chunk, offset, s)
+        else:
+            up = s.up32[:c]
+            if dtype == "BF16":
+                np.copyto(up, chunk, casting="safe")
+                np.left_shift(up, 16, out=up)
+            else:
+                np.copyto(up.view(np.float32), chunk.view(np.float16), casting="safe")
+            acc.chunk32(up, offset, s)
+
+    acc.w4()
+    low16 = _low16_hist(bits, s).reshape(BYTE_BINS, BYTE_BINS)  # [bits 8-15, bits 0-7]
+    hits, truncated = find_headers(bits, start, W5_LOW_BIT_WIDTHS[itemsize], tail)
+    return BlockPartial(
+        index=index,
+        dtype=dtype,
+        n=n,
+        n_nan=acc.n_nan,
+        n_posinf=acc.n_posinf,
+        n_neginf=acc.n_neginf,
+        n_zero=acc.n_zero,
+        n_subnormal=acc.n_subnormal,
+        min=acc.min,
+        max=acc.max,
+        moments=acc.moments,
+        exponent_hist=acc.exponent_hist,
+        tz_hist=acc.tz_hist,
+        low_byte_hist=low16.sum(axis=0),
+        mid_hist=low16.sum(axis=1),
+        first_nonfinite=tuple(acc.first_nonfinite),
+        first_huge=tuple(acc.first_huge),
+        first_low_tz=tuple(tuple(k) for k in acc.first_low_tz),
+        row_length=row_length,
+        row_first=acc.row_first,
+        row_sums=acc.row_sums,
+        row_sumsq=acc.row_sumsq,
+        w4_pairdev=acc.w4_pairdev,
+        w4_sub_block=acc.w4_sub_block,
+        w4_pairs=acc.w4_pairs,
+        w4_exponent_hist=acc.w4_exponent_hist,
+        header_hits=hits,
+        header_scan_truncated=truncated,
+    )

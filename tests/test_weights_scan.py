@@ -1,0 +1,197 @@
+"""The weight analysis end to end: tensors found by each format scanner, read from the file,
+judged, and reported with the tensor's name and the byte offsets of what was found. Tampered
+files are written here from bytes; nothing is loaded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shardscan.cli import main
+from shardscan.limits import Limits
+from shardscan.model import Severity, Status
+from shardscan.pipeline.runner import Runner, ScanOptions
+from tests.test_gguf import G
+from tests.test_weight_detectors import _evilmodel, _plant, elf64_header
+from tests.test_zip import state_dict_pkl, torch_zip
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ELEMENTS = 1 << 18  # 1 MiB of float32: four W4 sub-blocks
+WEIGHT_RULES = ("WGT001", "WGT002", "WGT003", "WGT004", "WGT005", "WGT006")
+
+
+def weights(seed: int = 1, n: int = ELEMENTS) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(n) * 0.02).astype("<f4")
+
+
+def safetensors(tensors: dict[str, np.ndarray], dtype: str = "F32") -> tuple[bytes, int, dict[str, int]]:
+    """A SafeTensors file, the start of its data section, and each tensor's data offset."""
+    header, offset, begins = {}, 0, {}
+    for name, arr in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        begins[name] = offset
+        offset += arr.nbytes
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    start = 8 + len(raw)
+    return len(raw).to_bytes(8, "little") + raw + b"".join(a.tobytes() for a in tensors.values()), start, begins
+
+
+def scan(tmp_path: Path, name: str, data: bytes, **options):
+    (tmp_path / name).write_bytes(data)
+    [obj] = Runner(ScanOptions(**options)).run([str(tmp_path / name)]).objects
+    return obj
+
+
+def weight_findings(obj, severity: Severity = Severity.DEBUG) -> list:
+    return [f for f in obj.findings if f.rule_id in WEIGHT_RULES and f.severity >= severity]
+
+
+# --- real models ------------------------------------------------------------------------------
+
+MODELS = [
+    "safetensors/f32.safetensors", "safetensors/f16.safetensors", "safetensors/bf16.safetensors",
+    "safetensors/multi.safetensors", "safetensors/lora_kohya_metadata.safetensors",
+    "benign/torch_mlp_fp32.pt", "benign/torch_mlp_fp16.pt", "benign/torch_mlp_bf16.pt",
+    "benign/torch_cnn_bn.pth", "benign/torch_transformer_layer.pt", "benign/torch_legacy_state_dict.pt",
+    "benign/torch_checkpoint.pt", "benign/torch_optim_adam.pt", "benign/torch_strided_shared.pt",
+    "benign/pytorch_model.bin", "gguf/chatml_f16.gguf",
+]
+
+
+@pytest.mark.parametrize("source", MODELS)
+def test_real_weights_are_analysed_and_clean(source: str):
+    [obj] = Runner(ScanOptions()).run([str(FIXTURES / source)]).objects
+    assert obj.status == Status.SCANNED
+    assert obj.weights is not None and obj.weights["tensors"] > 0 and obj.weights["bytes"] > 0, obj.weights
+    assert weight_findings(obj, Severity.WARNING) == [], weight_findings(obj)
+
+
+def test_every_fixture_is_free_of_weight_warnings():
+    run = Runner(ScanOptions()).run([str(FIXTURES)])
+    loud = [(o.object.uri, f.rule_id, f.message) for o in run.objects for f in weight_findings(o, Severity.WARNING)]
+    assert loud == []
+    assert sum(o.weights["tensors"] for o in run.objects if o.weights) >= 100
+
+
+def test_quantised_and_integer_tensors_are_recorded_as_skipped():
+    [obj] = Runner(ScanOptions()).run([str(FIXTURES / "gguf/llama3_q8.gguf")]).objects
+    assert obj.weights["skipped"]["quantised"]["tensors"] > 0
+    [obj] = Runner(ScanOptions()).run([str(FIXTURES / "safetensors/i64.safetensors")]).objects
+    assert obj.weights == {"tensors": 0, "bytes": 0, "skipped": {"integer": {"tensors": 1, "bytes": 128}}}
+
+
+# --- planted tampering, found at the right tensor and bytes -------------------------------------
+
+
+def test_nan_in_safetensors_names_tensor_and_byte(tmp_path: Path):
+    bad = weights(2)
+    bad[4321] = np.nan
+    data, start, begins = safetensors({"encoder.weight": weights(1), "decoder.weight": bad})
+    obj = scan(tmp_path, "m.safetensors", data)
+    [hit] = weight_findings(obj)
+    assert (hit.rule_id, hit.severity, hit.evidence["tensor"]) == ("WGT001", Severity.WARNING, "decoder.weight")
+    assert hit.offset == start + begins["decoder.weight"] + 4321 * 4
+    begin = start + begins["decoder.weight"]
+    assert hit.evidence["byte_range"] == [begin, begin + bad.nbytes]
+    assert hit.evidence["threshold"] == 0.0 and hit.evidence["benign_reference"]
+
+
+def test_exponent_flip_in_torch_checkpoint(tmp_path: Path):
+    w = weights(3)
+    w.view("<u4")[77_777] ^= np.uint32(1 << 30)
+    data = torch_zip(state_dict_pkl([("0", "FloatStorage", w.size)]), {"0": w.tobytes()})
+    obj = scan(tmp_path, "model.pt", data)
+    [hit] = weight_findings(obj)
+    assert (hit.rule_id, hit.evidence["tensor"], hit.evidence["offending_elements"]) == ("WGT002", "layer0.weight",
+                                                                                           [77_777])
+    with zipfile.ZipFile(tmp_path / "model.pt") as z:
+        member = z.getinfo("archive/data/0")
+    # the finding's offset is the flipped float's place in the file
+    raw = (tmp_path / "model.pt").read_bytes()
+    assert hit.offset == hit.evidence["byte_range"][0] + 77_777 * 4
+    assert raw[hit.offset:hit.offset + 4] == w[77_777:77_778].tobytes() and member.compress_type == zipfile.ZIP_STORED
+
+
+def test_payload_in_the_low_bits_of_an_fp16_origin_tensor(tmp_path: Path):
+    rng = np.random.default_rng(5)
+    w = weights(4).astype(np.float16).astype("<f4").reshape(512, 512)
+    flat = w.reshape(-1).view("<u4")
+    where = np.sort(rng.choice(flat.size, size=300, replace=False))
+    flat[where] = (flat[where] & np.uint32(0xFFFFE000)) | rng.integers(1, 1 << 13, size=where.size, dtype=np.uint32)
+    data, start, _ = safetensors({"lm_head.weight": w})
+    [hit] = weight_findings(scan(tmp_path, "m.safetensors", data))
+    assert (hit.rule_id, hit.severity) == ("WGT003", Severity.WARNING)
+    assert hit.evidence["offending_elements"] == where[:8].tolist()
+    assert hit.evidence["offending_offsets"][0] == start + int(where[0]) * 4
+
+
+def test_evilmodel_substitution_and_elf_in_low_bytes(tmp_path: Path):
+    host = weights(101)
+    evil = _evilmodel(host, 1, np.random.default_rng(1).bytes(3 * 65_536))
+    elf = _plant(host, 1000, elf64_header() + bytes(64), 8, "le")
+    data, start, begins = safetensors({"a": evil, "b": elf})
+    obj = scan(tmp_path, "m.safetensors", data)
+    by_rule = {f.rule_id: f for f in weight_findings(obj)}
+    assert by_rule["WGT004"].evidence["tensor"] == "a" and by_rule["WGT004"].severity == Severity.WARNING
+    assert by_rule["WGT005"].evidence["tensor"] == "b" and by_rule["WGT005"].severity == Severity.CRITICAL
+    assert by_rule["WGT005"].offset == start + begins["b"] + 1000 * 4
+
+
+def test_infinity_in_a_gguf_tensor(tmp_path: Path):
+    g = G()
+    w = weights(8, 4096)
+    w[10] = np.inf
+    tensor = g.tensor("blk.0.ffn_up.weight", (64, 64), 0, 0)
+    data = g.file([g.kv_str("general.architecture", "llama")], [tensor], w.tobytes())
+    [hit] = weight_findings(scan(tmp_path, "m.gguf", data))
+    assert (hit.rule_id, hit.evidence["tensor"], hit.evidence["offending_elements"]) == ("WGT001",
+                                                                                           "blk.0.ffn_up.weight", [10])
+    assert hit.offset == len(data) - w.nbytes + 40
+
+
+# --- options, budgets, determinism --------------------------------------------------------------
+
+
+def test_weights_off_reads_no_tensor(tmp_path: Path):
+    bad = weights(9)
+    bad[0] = np.nan
+    obj = scan(tmp_path, "m.safetensors", safetensors({"w": bad})[0], weights=False)
+    assert weight_findings(obj) == [] and obj.weights is None
+
+
+def test_over_budget_is_reported_not_silently_clean(tmp_path: Path):
+    data, _, _ = safetensors({"a": weights(1), "b": weights(2)})
+    obj = scan(tmp_path, "m.safetensors", data, limits=Limits(max_weight_bytes=ELEMENTS * 4))
+    [hit] = weight_findings(obj)
+    assert (hit.rule_id, hit.severity, hit.evidence["tensors"]) == ("WGT006", Severity.INFO, 1)
+    assert obj.weights["tensors"] == 1 and obj.weights["skipped"]["over the analysis budget"]["tensors"] == 1
+
+
+def test_findings_identical_with_one_and_two_workers_and_in_the_cli_report(tmp_path: Path, capsys):
+    bad = weights(10)
+    bad[[5, 600]] = np.nan
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "a.safetensors").write_bytes(safetensors({"w": bad})[0])
+    shutil.copy(FIXTURES / "benign/torch_mlp_fp32.pt", folder / "b.pt")
+    runs = []
+    for workers in ("1", "2"):
+        assert main(["scan", str(folder), "-f", "json", "--workers", workers, "--no-cache"]) == 1
+        report = json.loads(capsys.readouterr().out)
+        runs.append(([(f["path"], f["rule_id"], f["offset"], f["evidence"]) for f in report["findings"]],
+                     [(f["path"], f["weights"]) for f in report["files"]]))
+    assert runs[0] == runs[1]
+    assert [r for _, r, *_ in runs[0][0]] == ["WGT001"]
+    assert runs[0][1][0][1]["tensors"] == 1
+
+
+def test_mask_tensors_with_infinities_are_info(tmp_path: Path):
+    mask = np.triu(np.full((64, 64), -np.inf, dtype="<f4"), 1)
+    obj = scan(tmp_path, "m.safetensors", safetensors({"attn.causal_mask": mask})[0])
+    assert {(f.rule_id, f.severity) for f in weight_findings(obj)} == {("WGT001", Severity.INFO)}
