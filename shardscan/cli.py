@@ -145,10 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="treat what the policy does not know as a failure: callables and "
                            "classes outside the allowlist become CRITICAL, unknown or unanalysed "
                            "content and incomplete coverage become WARNING")
-    scan.add_argument("--weights", choices=("on", "off"), default="on",
+    scan.add_argument("--weights", choices=("on", "off", "deep"), default="on",
                       help="statistical integrity checks of the weights of every model (NaN/Inf, absurd "
                            "magnitudes, low bits a tensor's precision cannot produce, EvilModel byte "
-                           "substitution, executable headers in the low bits); default on")
+                           "substitution, executable headers in the low bits); default on. deep adds "
+                           "informational statistics: class outliers of classification heads and layers "
+                           "unlike their same-role peers")
     scan.add_argument("--dry-run", action="store_true",
                       help="list what would be scanned (detected format, how it was detected, "
                            "size) reading only each file's head and tail; exit 0, or 2 if a "
@@ -377,6 +379,7 @@ def _scan_options(args: argparse.Namespace) -> ScanOptions:
         # With a results store, the store is the cache (keyed by content, shared by machines).
         cache_dir=None if args.no_cache or args.dry_run or args.results else default_cache_dir(),
         weights=args.weights != "off",
+        deep_weights=args.weights == "deep",
     )
 
 

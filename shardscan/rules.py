@@ -796,6 +796,17 @@ RULES: tuple[Rule, ...] = (
          "header (CRITICAL) or a zip local header (WARNING): a payload smuggled through the weights "
          "for a second stage to extract. Encryption would hide it; a plain header is conclusive.",
          ("CWE-506", "https://arxiv.org/abs/2107.08590")),
+    Rule("WGT101", I, "Classification-head class outlier (opt-in, informational)",
+         "One class of a classification head has a per-class weight norm or mean far from the other "
+         "classes by robust z-score, which is how a class favoured by training (a backdoor target, for "
+         "one) can look. Weight statistics alone separate backdoored from clean models poorly (AUC 0.71 "
+         "on toy classifiers), so this is a lead to inspect, never a verdict. With --weights deep.",
+         ()),
+    Rule("WGT102", I, "Layer spread unlike its same-role peers (opt-in, informational)",
+         "A layer's weight standard deviation is far off the other layers with the same role and shape, "
+         "as a re-initialised or replaced layer looks. Deliberate re-initialisation before fine-tuning "
+         "or separately trained layers explain it too. With --weights deep.",
+         ()),
     Rule("WGT006", I, "Weight analysis incomplete",
          "Some tensors were not analysed within the object's time or size budget; the coverage in the "
          "report says which and how much. Absence of weight findings says nothing about them.",
@@ -826,4 +837,5 @@ STRICT_SEVERITY: dict[str, Severity] = {
     "FMT001": W, "FMT002": W, "FMT005": W,
     # Coverage the format scanners could not complete or check:
     "ONX105": W, "GGF001": W, "CFG204": W, "CFG302": W, "KER009": W, "TRC108": W, "OPQ001": W,
+    "WGT006": W,
 }

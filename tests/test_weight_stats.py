@@ -7,6 +7,7 @@ reference the streaming path must match); the determinism tests split the blocks
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -26,20 +27,23 @@ def blocks_of(bits: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(i, bits[s : s + BLOCK_ELEMENTS]) for i, s in enumerate(range(0, bits.shape[0], BLOCK_ELEMENTS))]
 
 
-def partials(bits: np.ndarray, dtype: str, *, row_length: int | None = None, workers: int = 1) -> list:
-    """Blocks dealt round-robin to `workers` threads, each computing its share in its own order."""
+def partials(
+    bits: np.ndarray, dtype: str, *, row_length: int | None = None, workers: int = 1, deep: bool = True
+) -> list:
+    """Blocks dealt round-robin to `workers` threads, each computing its share in its own order.
+    Deep by default: most tests here check the statistics only the deep pass computes."""
     blocks = blocks_of(bits)
     shares = [blocks[w::workers] for w in range(workers)]
 
     def run(share: list[tuple[int, np.ndarray]]) -> list:
-        return [block_partial(raw, dtype, i, row_length=row_length) for i, raw in reversed(share)]
+        return [block_partial(raw, dtype, i, row_length=row_length, deep=deep) for i, raw in reversed(share)]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return [p for got in pool.map(run, shares) for p in got]
 
 
-def stats_of(bits: np.ndarray, dtype: str, *, row_length: int | None = None) -> TensorStats:
-    return merge(partials(bits, dtype, row_length=row_length), n_elements=bits.shape[0])
+def stats_of(bits: np.ndarray, dtype: str, *, row_length: int | None = None, deep: bool = True) -> TensorStats:
+    return merge(partials(bits, dtype, row_length=row_length, deep=deep), n_elements=bits.shape[0])
 
 
 def tz_reference(u32: np.ndarray) -> np.ndarray:
@@ -93,25 +97,79 @@ def test_merge_matches_single_float64_pass(weights: np.ndarray) -> None:
     np.testing.assert_allclose(s.row_sumsq, (padded**2).reshape(rows, ROW).sum(axis=1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("deep", [False, True])
 @pytest.mark.parametrize("workers", [1, 2, 7])
-def test_bit_identical_across_workers_and_arrival_order(weights: np.ndarray, workers: int) -> None:
-    reference = pickle.dumps(merge(partials(weights, "F32", row_length=ROW)))
-    got = partials(weights, "F32", row_length=ROW, workers=workers)
+def test_bit_identical_across_workers_and_arrival_order(weights: np.ndarray, workers: int, deep: bool) -> None:
+    reference = pickle.dumps(merge(partials(weights, "F32", row_length=ROW, deep=deep)))
+    got = partials(weights, "F32", row_length=ROW, workers=workers, deep=deep)
     random.Random(workers).shuffle(got)
     assert pickle.dumps(merge(got)) == reference
 
 
-def test_bit_identical_field_by_field(weights: np.ndarray) -> None:
-    a = merge(partials(weights, "F32", row_length=ROW))
-    shuffled = partials(weights, "F32", row_length=ROW, workers=7)
+def _same(x: object, y: object) -> bool:
+    """Equality with NaN equal to NaN (the default pass leaves the deep-only floats NaN)."""
+    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+        return True
+    return x == y
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_bit_identical_field_by_field(weights: np.ndarray, deep: bool) -> None:
+    a = merge(partials(weights, "F32", row_length=ROW, deep=deep))
+    shuffled = partials(weights, "F32", row_length=ROW, workers=7, deep=deep)
     random.Random(3).shuffle(shuffled)
     b = merge(shuffled)
     for name in TensorStats.__slots__:
         x, y = getattr(a, name), getattr(b, name)
         if isinstance(x, np.ndarray):
             assert x.dtype == y.dtype and np.array_equal(x, y), name
+        elif name == "moments":
+            assert all(_same(getattr(x, f), getattr(y, f)) for f in x.__slots__), name
         else:
-            assert x == y, name
+            assert _same(x, y), name
+
+
+@pytest.mark.parametrize("dtype", ["F32", "BF16", "F16", "F64"])
+def test_default_pass_matches_deep_on_every_default_field(weights: np.ndarray, dtype: str) -> None:
+    """The default pass skips only what no default detector reads; everything else is identical."""
+    w = weights.copy()
+    w[[11, 2_000_000]] = [np.nan, -np.inf]
+    w[12] = 3e7  # W2 indices
+    w[BLOCK_ELEMENTS + 5 : BLOCK_ELEMENTS + 50] = 0.0
+    if dtype == "F32":
+        bits: np.ndarray = w
+    elif dtype == "BF16":
+        bits = (w.view(np.uint32) >> 16).astype(np.uint16)
+    elif dtype == "F16":
+        with np.errstate(over="ignore"):  # 3e7 becomes +inf in fp16: one more W1 element
+            bits = w.astype(np.float16)
+        bits[13] = np.float16(1e-7)  # fp16 subnormal
+    else:
+        bits = w[: 300_000].astype(np.float64)
+    deep = stats_of(bits, dtype, row_length=ROW)
+    fast = stats_of(bits, dtype, row_length=ROW, deep=False)
+    assert deep.deep and not fast.deep
+    skipped = {"moments", "mean", "std", "skewness", "excess_kurtosis", "rms", "low_byte_hist", "mid_hist",
+               "h0", "h1", "row_sums", "row_sumsq", "deep"}  # fmt: skip
+    for name in set(TensorStats.__slots__) - skipped:
+        x, y = getattr(deep, name), getattr(fast, name)
+        if isinstance(x, np.ndarray):
+            assert np.array_equal(x, y), name
+        else:
+            assert _same(x, y), name
+    assert fast.moments.count == deep.moments.count == fast.n_finite
+    assert math.isnan(fast.mean) and math.isnan(fast.std) and math.isnan(fast.h0)
+    assert fast.low_byte_hist is None and fast.mid_hist is None and fast.row_sums is None
+    assert fast.row_length == ROW
+    if dtype == "F32":
+        assert np.array_equal(fast.tz_hist, tz_reference(w[np.isfinite(w)].view(np.uint32)))
+
+
+def test_merge_refuses_mixed_deep_and_default(weights: np.ndarray) -> None:
+    parts = sorted(partials(weights, "F32"), key=lambda p: p.index)
+    fast = block_partial(weights[BLOCK_ELEMENTS : 2 * BLOCK_ELEMENTS], "F32", 1)
+    with pytest.raises(MergeError, match="deep"):
+        merge([parts[0], fast, parts[2]])
 
 
 def test_merge_refuses_gaps_duplicates_and_short_inner_blocks(weights: np.ndarray) -> None:
@@ -124,7 +182,7 @@ def test_merge_refuses_gaps_duplicates_and_short_inner_blocks(weights: np.ndarra
         merge(parts[1:])
     with pytest.raises(MergeError, match="elements"):
         merge(parts, n_elements=5)
-    short = block_partial(weights[:10], "F32", 0)
+    short = block_partial(weights[:10], "F32", 0, deep=True)
     with pytest.raises(MergeError, match="only the last block"):
         merge([short, parts[1]])
     with pytest.raises(MergeError, match="no partials"):

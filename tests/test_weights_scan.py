@@ -22,7 +22,7 @@ from tests.test_zip import state_dict_pkl, torch_zip
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ELEMENTS = 1 << 18  # 1 MiB of float32: four W4 sub-blocks
-WEIGHT_RULES = ("WGT001", "WGT002", "WGT003", "WGT004", "WGT005", "WGT006")
+WEIGHT_RULES = ("WGT001", "WGT002", "WGT003", "WGT004", "WGT005", "WGT006", "WGT101", "WGT102")
 
 
 def weights(seed: int = 1, n: int = ELEMENTS) -> np.ndarray:
@@ -195,3 +195,93 @@ def test_mask_tensors_with_infinities_are_info(tmp_path: Path):
     mask = np.triu(np.full((64, 64), -np.inf, dtype="<f4"), 1)
     obj = scan(tmp_path, "m.safetensors", safetensors({"attn.causal_mask": mask})[0])
     assert {(f.rule_id, f.severity) for f in weight_findings(obj)} == {("WGT001", Severity.INFO)}
+
+
+# --- spread over workers ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tampered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models of several blocks per tensor, each with a tampering somewhere past its first block."""
+    folder = tmp_path_factory.mktemp("tampered")
+    big = (np.random.default_rng(11).standard_normal(3 << 20) * 0.02).astype("<f4")  # 3 blocks, 12 MiB
+    nan = big.copy()
+    nan[(2 << 20) + 99] = np.nan
+    flipped = big.copy()
+    flipped.view("<u4")[(1 << 20) + 7] ^= np.uint32(1 << 30)
+    (folder / "a.safetensors").write_bytes(safetensors({"x": nan, "y": flipped})[0])
+    elf = _plant(big, (1 << 20) - 2, elf64_header() + bytes(64), 8, "le")  # straddles blocks 0 and 1
+    (folder / "b.pt").write_bytes(torch_zip(state_dict_pkl([("0", "FloatStorage", elf.size)]), {"0": elf.tobytes()}))
+    shutil.copy(FIXTURES / "benign/torch_mlp_bf16.pt", folder / "c.pt")
+    return folder
+
+
+def _weights_summary(run) -> list[tuple]:
+    return [(o.object.uri, o.status, o.weights,
+             [(f.rule_id, f.severity, f.offset, json.dumps(dict(f.evidence), sort_keys=True)) for f in o.findings])
+            for o in run.objects]
+
+
+def test_blocks_spread_over_1_2_and_7_workers_give_identical_findings(tampered: Path):
+    from shardscan.pipeline.session import ScanConfig, scan
+
+    runs = [_weights_summary(scan([str(tampered)], ScanOptions(), ScanConfig(workers=n, chunk_size=4 << 20)))
+            for n in (1, 2, 7)]
+    assert runs[0] == runs[1] == runs[2]
+    rules = {(uri.rsplit("/", 1)[-1], f[0]) for uri, _, _, findings in runs[0] for f in findings}
+    assert {("a.safetensors", "WGT001"), ("a.safetensors", "WGT002"), ("b.pt", "WGT005")} <= rules
+    assert runs[0][0][2] == {"tensors": 2, "bytes": 2 * (12 << 20), "skipped": {}}
+
+
+def test_blocks_spread_over_ray_workers_give_the_same_findings(tampered: Path, ray_cluster):
+    from shardscan.pipeline.session import ScanConfig, scan
+
+    local = _weights_summary(scan([str(tampered)], ScanOptions(), ScanConfig(workers=1)))
+    ray = _weights_summary(scan([str(tampered)], ScanOptions(), ScanConfig(engine="ray", workers=2,
+                                                                           chunk_size=4 << 20)))
+    assert ray == local
+
+
+def test_a_failing_analysis_keeps_the_format_findings(tmp_path: Path, monkeypatch):
+    from shardscan.weights import blocks
+
+    def broken(*args, **kwargs):
+        raise ValueError("defect")
+
+    monkeypatch.setattr(blocks, "block_partial", broken)
+    data = safetensors({"w": weights(1)})[0]
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(data + b"\x7fELF")  # trailing bytes: a format finding that must survive
+    [obj] = Runner(ScanOptions()).run([str(path)]).objects
+    assert obj.status == Status.SCANNED and obj.format == "safetensors"
+    assert any(f.rule_id.startswith("STF") for f in obj.findings)
+    [cut] = [f for f in obj.findings if f.rule_id == "WGT006"]
+    assert cut.evidence["reason"] == "analysis failed"
+    assert obj.weights["skipped"] == {"analysis failed": {"tensors": 1, "bytes": ELEMENTS * 4}}
+
+
+# --- opt-in statistics (--weights deep) ---------------------------------------------------------
+
+
+def test_deep_mode_names_a_head_class_outlier_and_a_replaced_layer(tmp_path: Path):
+    rng = np.random.default_rng(21)
+    head = (rng.uniform(-1, 1, (10, 512)) / np.sqrt(512)).astype("<f4")
+    head[7] *= 3  # one class's weights scaled: what a favoured target class can look like
+    layers = {f"model.layers.{i}.mlp.up_proj.weight": (rng.standard_normal((64, 64)) * 0.02).astype("<f4")
+              for i in range(8)}
+    layers["model.layers.5.mlp.up_proj.weight"] = (rng.standard_normal((64, 64)) * 1.0).astype("<f4")
+    tensors = {**layers, "classifier.weight": head}
+    data, _, _ = safetensors(tensors)
+    raw = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    raw["__metadata__"] = {"format": "pt"}  # PyTorch layout: the head's classes are its rows
+    header = json.dumps(raw).encode()
+    header += b" " * (-len(header) % 8)
+    data = len(header).to_bytes(8, "little") + header + data[8 + int.from_bytes(data[:8], "little"):]
+    default = scan(tmp_path, "m.safetensors", data)
+    assert weight_findings(default) == []
+    deep = scan(tmp_path, "m.safetensors", data, deep_weights=True)
+    found = {(f.rule_id, f.evidence["tensor"], f.severity) for f in weight_findings(deep)}
+    assert found == {("WGT101", "classifier.weight", Severity.INFO),
+                     ("WGT102", "model.layers.5.mlp.up_proj.weight", Severity.INFO)}
+    [head_finding] = [f for f in weight_findings(deep) if f.rule_id == "WGT101"]
+    assert head_finding.evidence["confidence"] == "low"

@@ -27,7 +27,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -36,11 +36,22 @@ from shardscan.model import Finding, ObjectRef, ObjectReport, ScanRun, Status
 from shardscan.pipeline.cache import ResultCache
 from shardscan.pipeline.engines import Engine, TaskOutcome
 from shardscan.pipeline.hashing import HASH_BLOCK, aligned_chunk, block_count, content_hash
-from shardscan.pipeline.runner import PIPELINE_ID, ScanOptions
-from shardscan.pipeline.tasks import HashWork, ScanWork, Task, Work, WorkResult
+from shardscan.pipeline.runner import PIPELINE_ID, ScanOptions, finalise
+from shardscan.pipeline.tasks import HashWork, ScanWork, Task, WeightWork, Work, WorkResult
 from shardscan.scanners.base import finding
 from shardscan.storage.errors import ListingError
 from shardscan.storage.objects import list_objects
+from shardscan.weights.analysis import (
+    FAILED,
+    MISSING,
+    TIMED_OUT,
+    Coverage,
+    cut_findings,
+    deep_findings,
+    judge,
+    plan,
+)
+from shardscan.weights.spans import TensorSpan
 
 
 class Prior(Protocol):
@@ -104,6 +115,22 @@ class _Known:
 
 
 @dataclass
+class _Weighing:
+    """A scanned object whose tensors are being analysed over the workers."""
+
+    result: WorkResult
+    spans: list[TensorSpan]
+    #: tensor index -> block partials received, and tasks still out.
+    parts: dict[int, list[Any]] = field(default_factory=dict)
+    left: dict[int, int] = field(default_factory=dict)
+    failed: set[int] = field(default_factory=set)
+    #: tensor index -> (span, merged statistics), for the object-wide opt-in detectors.
+    judged: dict[int, tuple[TensorSpan, Any]] = field(default_factory=dict)
+    coverage: Coverage = field(default_factory=Coverage)
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass
 class Totals:
     """For progress: what was listed so far, and whether the listing ended."""
 
@@ -147,6 +174,10 @@ class Pipeline:
         self._seq = 0
         self._stopping = False
         self._log = (settings.log_format, self.scan_id) if settings.log_format else None
+        #: With several workers, an object whose tensors hold more than a chunk has them analysed
+        #: block by block across all workers (weights.analysis); results are the same either way.
+        self._defer = self.chunk if options.weights and engine.slots > 1 else None
+        self._weighing: dict[str, _Weighing] = {}
 
     def stop(self) -> None:
         """Stop at the next safe point (from a signal handler): no new work, results of
@@ -214,7 +245,7 @@ class Pipeline:
         works: list[Work] = []
         nbytes = 0
         for work in self._queue:
-            size = work.length if isinstance(work, HashWork) else work.ref.size
+            size = work.nbytes
             if works and (nbytes + size > self.chunk or len(works) >= self.settings.max_objects_per_task):
                 break
             works.append(work)
@@ -230,7 +261,7 @@ class Pipeline:
 
     def _enqueue(self, work: Work) -> None:
         self._queue.append(work)
-        self._queued_bytes += work.length if isinstance(work, HashWork) else work.ref.size
+        self._queued_bytes += work.nbytes
 
     # -- per object ------------------------------------------------------------------------
 
@@ -267,7 +298,7 @@ class Pipeline:
         obj.speculative = obj.scan_pending = self.index is None
         if obj.speculative and ref.size <= self.chunk and not self.settings.sha256:
             obj.hashes_left = 1
-            self._enqueue(ScanWork(ref, with_hash=True))
+            self._enqueue(ScanWork(ref, with_hash=True, defer_weights_above=self._defer))
             return
         if self.settings.sha256 or ref.size <= self.chunk:
             obj.hashes_left = 1
@@ -277,7 +308,7 @@ class Pipeline:
                 obj.hashes_left += 1
                 self._enqueue(HashWork(ref, start, min(self.chunk, ref.size - start)))
         if obj.speculative:
-            self._enqueue(ScanWork(ref))
+            self._enqueue(ScanWork(ref, defer_weights_above=self._defer))
 
     def _reuse_by_fingerprint(self, ref: ObjectRef, began: float) -> bool:
         fingerprint = ref.fingerprint()
@@ -318,6 +349,8 @@ class Pipeline:
         for result in outcome.results:
             if isinstance(result.work, HashWork):
                 self._on_hash(result)
+            elif isinstance(result.work, WeightWork):
+                self._on_weights(result)
             else:
                 self._on_scan(result)
 
@@ -351,7 +384,7 @@ class Pipeline:
             waiting.append(obj)
             return
         self._scanning[obj.hash] = [obj]
-        self._enqueue(ScanWork(obj.ref))
+        self._enqueue(ScanWork(obj.ref, defer_weights_above=self._defer))
 
     def _add_digests(self, obj: _Object, start: int, result: WorkResult) -> bool:
         """Record a range's digests; True once the content hash is complete. A range that
@@ -393,6 +426,9 @@ class Pipeline:
         obj = self._objects.get(result.work.ref.uri)
         if obj is None:
             return
+        if result.deferred and result.error is None:
+            self._weigh(obj, result)
+            return
         if obj.speculative:
             obj.bytes_read += result.bytes_read
             obj.scan_pending, obj.scan_result = False, result
@@ -423,6 +459,51 @@ class Pipeline:
                 self._report(other, Status.ERROR, result.findings, fmt, formats,
                              self.scan_id if result.findings else None, error=result.error,
                              weights=result.weights)
+
+    # -- weights spread over workers -------------------------------------------------------
+
+    def _weigh(self, obj: _Object, result: WorkResult) -> None:
+        """Queue the blocks of a scanned object's tensors; the scan result waits for them."""
+        spans, result.deferred = result.deferred, []
+        state = _Weighing(result, spans)
+        for tensor, span in enumerate(spans):
+            ranges = plan(span, self.chunk)
+            state.left[tensor] = len(ranges)
+            for first, count in ranges:
+                self._enqueue(WeightWork(obj.ref, span, first, count, tensor))
+        self._weighing[obj.ref.uri] = state
+
+    def _on_weights(self, result: WorkResult) -> None:
+        work = result.work
+        assert isinstance(work, WeightWork)
+        state = self._weighing.get(work.ref.uri)
+        obj = self._objects.get(work.ref.uri)
+        if state is None or obj is None:
+            return
+        obj.bytes_read += result.bytes_read
+        if result.error is not None and work.tensor not in state.failed:
+            state.failed.add(work.tensor)
+            reason = result.error if result.error in (TIMED_OUT, FAILED) else MISSING
+            state.coverage.skip(reason, work.span.nbytes)
+        state.parts.setdefault(work.tensor, []).extend(result.partials)
+        state.left[work.tensor] -= 1
+        if state.left[work.tensor] == 0 and work.tensor not in state.failed:
+            found, stats = judge(work.span, state.parts.pop(work.tensor), state.coverage)
+            state.findings += found
+            if stats is not None:
+                state.judged[work.tensor] = (work.span, stats)
+        if any(state.left.values()):
+            return
+        del self._weighing[work.ref.uri]
+        scan = state.result
+        total = Coverage.of(scan.weights)
+        total.add(state.coverage)
+        if self.options.deep_weights:
+            state.findings += deep_findings([state.judged[i] for i in sorted(state.judged)])
+        scan.findings = finalise(scan.findings + state.findings + cut_findings(state.coverage, 0),
+                                 self.options.strict)
+        scan.weights = total.as_dict()
+        self._on_scan(scan)
 
     def _report(self, obj: _Object, status: str, findings: list[Finding], fmt: str, formats: tuple[str, ...],
                 findings_scan_id: str | None, *, error: str | None = None, duration: float | None = None,

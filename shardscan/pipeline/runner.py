@@ -39,23 +39,35 @@ class ScanOptions:
     cache_dir: Path | None = None
     #: Run the weight analysis on the tensors scanners find (on by default).
     weights: bool = True
+    #: Also the opt-in statistics and detectors (`--weights deep`): head class outliers and
+    #: same-role layer outliers, INFO only.
+    deep_weights: bool = False
 
     def fingerprint(self) -> str:
         """What, besides the bytes, decides the findings: part of every cache key."""
         return repr((policy_version(), self.strict, sorted(self.blacklist), sorted(self.scanners or ()),
-                     sorted(self.exclude), self.limits, self.weights))
+                     sorted(self.exclude), self.limits, self.weights, self.deep_weights))
 
 
     def policy_key(self) -> str:
         """The policy version findings are stored and deduplicated under: the policy's own
         version, plus a digest of the options when they differ from the defaults (strict
         findings must not be reused for a default scan, nor the reverse)."""
-        if (self.strict, self.blacklist, self.scanners, self.exclude, self.limits, self.weights) == (
-                False, (), None, frozenset(), DEFAULT_LIMITS, True):
+        if (self.strict, self.blacklist, self.scanners, self.exclude, self.limits, self.weights,
+                self.deep_weights) == (False, (), None, frozenset(), DEFAULT_LIMITS, True, False):
             return policy_version()
         import hashlib
 
         return f"{policy_version()}+options-{hashlib.sha256(self.fingerprint().encode()).hexdigest()[:12]}"
+
+
+def finalise(findings: list[Finding], strict: bool) -> list[Finding]:
+    """Strict severities applied, in the canonical order every report shows."""
+    if strict:
+        findings = [f if f.rule_id not in STRICT_SEVERITY else
+                    replace(f, severity=max(f.severity, STRICT_SEVERITY[f.rule_id]))
+                    for f in findings]
+    return sorted(findings, key=lambda f: (-f.severity, f.location, f.offset or 0, f.rule_id, f.message))
 
 
 def policy_version() -> str:
@@ -97,7 +109,7 @@ class Runner:
         return ScanContext(policy=self.policy, limits=self.options.limits,
                            strict=self.options.strict, blacklist=self.options.blacklist,
                            deadline=deadline, scan_member=self.scan_content,
-                           coverage=Coverage() if self.options.weights else None)
+                           coverage=Coverage(deep=self.options.deep_weights) if self.options.weights else None)
 
     def scan_content(self, name: str, reader: RangeReader, ctx: ScanContext) -> UnitResult:
         """Detect what `reader` holds and scan it with every scanner its formats call for.
@@ -143,11 +155,9 @@ class Runner:
                     errors.append(part.error)
                 spans = part.partials.get(SPANS)
                 if spans and ctx.coverage is not None:
-                    from shardscan.weights.analysis import analyse
+                    from shardscan.weights.analysis import weigh
 
-                    found, coverage = analyse(reader, spans, ctx)
-                    result.findings += found
-                    ctx.coverage.add(coverage)
+                    result.findings += weigh(reader, spans, ctx)
         except ScanTimeout:
             errors.append("timed out")
         if errors:
@@ -155,12 +165,7 @@ class Runner:
         return result
 
     def finalise(self, findings: list[Finding]) -> list[Finding]:
-        """Strict severities applied, in the canonical order every report shows."""
-        if self.options.strict:
-            findings = [f if f.rule_id not in STRICT_SEVERITY else
-                        replace(f, severity=max(f.severity, STRICT_SEVERITY[f.rule_id]))
-                        for f in findings]
-        return sorted(findings, key=lambda f: (-f.severity, f.location, f.offset or 0, f.rule_id, f.message))
+        return finalise(findings, self.options.strict)
 
     def run(self, paths: list[str], on_object: Callable[[ObjectReport], None] | None = None) -> ScanRun:
         """Scan in this process, one object after another (tests, single files)."""

@@ -53,6 +53,9 @@ class ScanContext:
     #: Set by the pipeline: the weight coverage of the object (weights.analysis.Coverage), one
     #: record shared by the object and all its members.
     coverage: Any = field(default=None, compare=False)
+    #: Set by the pipeline for a worker's scan of a large object: its tensors are handed back
+    #: (weights.analysis.Deferred) to be analysed block by block over all workers.
+    deferred: Any = field(default=None, compare=False)
 
     def child(self) -> ScanContext:
         return replace(self, depth=self.depth + 1)

@@ -50,15 +50,23 @@ TZ_ALL_ZERO = 24
 #: Largest k whose "fewer than k trailing zeros" list a partial keeps (k0 cannot exceed it).
 TZ_MAX_K = 23
 
-# Per-chunk histogram key: sub-block (2 bits) | biased fp32 exponent (8) | trailing-zero code (5).
-# One bincount over it gives the per-sub-block exponent histograms and the trailing-zero histogram.
+# Per-chunk histogram key: sub-block | biased fp32 exponent (8 bits) | trailing-zero code (5 bits).
+# One bincount over it gives the per-sub-block exponent histograms, the trailing-zero histogram and
+# the zero count: a histogram costs ~1.9 ns per element in NumPy whatever its bins, so one
+# combined histogram is the floor of the default pass.
 _TZ_BITS = 5
 _TZ_CODES = 1 << _TZ_BITS
-_TZ_DISCARD = _TZ_CODES - 1  # code of non-finite elements: kept out of the trailing-zero histogram
+# Trailing-zero codes. The lowest set bit of (u << 9) converted to float32 has biased exponent
+# 136 + tz (tz 0..22), whose low five bits are 8 + tz; an all-zero mantissa converts to 0.0, code 0.
+# Taking the code straight from those bits spares a subtract and a clip per element; the folding
+# to TZ_BINS happens on the 32 counts. Codes 1..7 never come from fp32; F64 uses code 1 for its
+# capped bin, and 31 marks non-finite elements (kept out of the histogram and the index lists).
+_TZ_CODE0 = 8
+_TZ_CODE_ALL_ZERO = 0
+_TZ_CODE_CAPPED = 1
+_TZ_DISCARD = _TZ_CODES - 1
 _KEY_PER_SUB = EXPONENT_BINS * _TZ_CODES
 _LOW16_BINS = 1 << 16
-# The lowest set bit of (u << 9), converted to float32, has biased exponent 136 + tz.
-_F32_TZ_EXP0 = 136
 _F64_EXP_OFFSET = 1023 - 127  # float64 biased exponent -> fp32 biased exponent (even: parity kept)
 _F16_MIN_NORMAL_FP32_EXP = 113  # fp16 normals are >= 2**-14 = fp32 biased exponent 113
 
@@ -94,17 +102,17 @@ class BlockPartial:
     n_subnormal: int  # subnormal in the on-disk dtype
     min: float  # finite values; +inf when the block has none
     max: float  # finite values; -inf when the block has none
-    moments: Moments  # finite values only
+    moments: Moments  # finite values only; count only (mean, M2..M4 NaN) unless deep
     exponent_hist: np.ndarray  # (256,) biased fp32 exponent of every element (F64: mapped, see doc)
     tz_hist: np.ndarray  # (25,) trailing-zero bins of the mantissa (fp32 view), finite elements
-    low_byte_hist: np.ndarray  # (256,) bits 0-7 of the on-disk bit pattern, every element
-    mid_hist: np.ndarray  # (256,) bits 8-15 of the on-disk bit pattern, every element
+    low_byte_hist: np.ndarray | None  # (256,) bits 0-7 of the on-disk pattern, every element; deep only
+    mid_hist: np.ndarray | None  # (256,) bits 8-15 of the on-disk pattern, every element; deep only
     first_nonfinite: tuple[int, ...]
     first_huge: tuple[int, ...]  # finite |w| > W2_MAGNITUDE_LIMIT
     first_low_tz: tuple[tuple[int, ...], ...]  # [k]: first indices with fewer than k trailing zeros
     row_length: int | None
     row_first: int  # row index of row_sums[0]
-    row_sums: np.ndarray | None  # float64 per row overlapping the block (partial for straddlers)
+    row_sums: np.ndarray | None  # float64 per row overlapping the block (partial for straddlers); deep only
     row_sumsq: np.ndarray | None
     w4_pairdev: float  # lowest pairdev over judged sub-blocks; +inf if none judged
     w4_sub_block: int  # tensor-wide sub-block index of that minimum; -1 if none
@@ -112,6 +120,9 @@ class BlockPartial:
     w4_exponent_hist: np.ndarray | None  # (256,) exponent histogram of that sub-block
     header_hits: tuple[HeaderHit, ...]
     header_scan_truncated: bool
+    #: Whether the statistics only the opt-in detectors read were computed: mean and M2..M4,
+    #: the low-byte / bits 8-15 histograms and the row sums. Without it they are NaN or None.
+    deep: bool = False
 
     @property
     def start(self) -> int:
@@ -152,12 +163,17 @@ def _scratch() -> _Scratch:
 
 
 def _first_where(tzc: np.ndarray, k: int, need: int) -> np.ndarray:
-    """First `need` positions with trailing-zero code below k; looks at a short prefix first, since dense
-    violations (native fp32) are found in a few hundred elements and sparse ones are rare."""
+    """First `need` positions with fewer than k trailing zeros; looks at a short prefix first, since
+    dense violations (native fp32) are found in a few hundred elements and sparse ones are rare.
+
+    ``tzc`` holds uint32 trailing-zero codes: ``code - _TZ_CODE0`` wraps the all-zero and capped
+    codes to huge values and maps the discard code to 23, so one unsigned compare is exact for
+    every k <= TZ_MAX_K.
+    """
     n = tzc.shape[0]
     window = 512
     while True:
-        hits = np.flatnonzero(tzc[: min(window, n)] < k)
+        hits = np.flatnonzero((tzc[: min(window, n)] - np.uint32(_TZ_CODE0)) < k)
         if hits.shape[0] >= need or window >= n:
             return hits[:need]
         window *= 8
@@ -166,8 +182,10 @@ def _first_where(tzc: np.ndarray, k: int, need: int) -> np.ndarray:
 class _Accumulator:
     """Running state of one block; chunks arrive in order."""
 
-    def __init__(self, dtype: str, start: int, n: int, row_length: int | None) -> None:
+    def __init__(self, dtype: str, start: int, n: int, row_length: int | None, deep: bool) -> None:
         self.dtype = dtype
+        self.deep = deep
+        self.n_finite = 0
         self.start = start
         self.n = n
         self.n_nan = self.n_posinf = self.n_neginf = self.n_zero = self.n_subnormal = 0
@@ -181,13 +199,12 @@ class _Accumulator:
         self.first_huge: list[int] = []
         self.first_low_tz: list[list[int]] = [[] for _ in range(TZ_MAX_K + 1)]
         self.row_length = row_length
-        if row_length is not None:
-            self.row_first = start // row_length
+        self.row_first = start // row_length if row_length is not None else 0
+        if row_length is not None and deep:
             rows = (start + n - 1) // row_length - self.row_first + 1 if n else 0
             self.row_sums: np.ndarray | None = np.zeros(rows, dtype=np.float64)
             self.row_sumsq: np.ndarray | None = np.zeros(rows, dtype=np.float64)
         else:
-            self.row_first = 0
             self.row_sums = self.row_sumsq = None
         self.w4_pairdev = math.inf
         self.w4_sub_block = -1
@@ -218,15 +235,17 @@ class _Accumulator:
         self.w4_exponent_hist = self.sub_hists[best].copy()
 
     def values(self, f: np.ndarray, finite: np.ndarray | None, offset: int, s: _Scratch) -> None:
-        """min/max, moments, magnitudes and row sums from the float view of one chunk."""
+        """min/max, magnitudes, and (deep only) moments and row sums from the float view of one chunk."""
         c = f.shape[0]
         g0 = self.start + offset
         vals = f if finite is None else f[finite]
+        self.n_finite += vals.shape[0]
         if vals.shape[0]:
             lo, hi = float(vals.min()), float(vals.max())
             self.min = min(self.min, lo)
             self.max = max(self.max, hi)
-            self.moments = self.moments.merge(chunk_moments(vals, s.d64, s.p64))
+            if self.deep:
+                self.moments = self.moments.merge(chunk_moments(vals, s.d64, s.p64))
             if max(-lo, hi) > W2_MAGNITUDE_LIMIT:
                 huge = np.abs(f) > W2_MAGNITUDE_LIMIT
                 if finite is not None:
@@ -280,24 +299,28 @@ class _Accumulator:
     def trailing_zeros(self, kc: np.ndarray, tzc: np.ndarray, offset: int) -> None:
         """Trailing-zero histogram of the finite elements (exponent rows below 255) and the
         first indices per k; tzc must already mark non-finite elements as _TZ_DISCARD."""
-        tz_counts = kc[:, : EXPONENT_BINS - 1, :].sum(axis=(0, 1))
-        self.tz_hist += tz_counts[:TZ_BINS]
+        codes = kc[:, : EXPONENT_BINS - 1, :].sum(axis=(0, 1))
+        tz_counts = np.zeros(TZ_BINS, dtype=np.int64)
+        tz_counts[:TZ_CAPPED] = codes[_TZ_CODE0 : _TZ_CODE0 + TZ_CAPPED]
+        tz_counts[TZ_CAPPED] = codes[_TZ_CODE_CAPPED]
+        tz_counts[TZ_ALL_ZERO] = codes[_TZ_CODE_ALL_ZERO]
+        self.tz_hist += tz_counts
         self.trailing(tzc, tz_counts, offset)
 
     def chunk32(self, u: np.ndarray, offset: int, s: _Scratch) -> None:
         """A chunk as fp32 bit patterns (F16/BF16 already upcast)."""
         c = u.shape[0]
         key, tzc, tmp = s.a32[:c], s.b32[:c], s.c32[:c]
-        # Trailing zeros: the lowest set bit of (u << 9), as a float32, has biased exponent
-        # 136 + tz; a zero mantissa gives 0, which the wrapping subtraction sends to TZ_ALL_ZERO.
+        # Trailing-zero code (see _TZ_CODE0): lowest set bit of (u << 9) -> float32 -> exponent & 31.
+        # Converted as int32 (bit 31 then reads as -2**31, same exponent bits, sign masked off by
+        # the & 31): int32 -> float32 is one SIMD instruction, uint32 -> float32 is not.
         np.left_shift(u, 9, out=key)
         np.negative(key, out=tmp)
         np.bitwise_and(key, tmp, out=tmp)
         fl = s.f32[:c]
-        np.copyto(fl, tmp, casting="unsafe")
+        np.copyto(fl, tmp.view(np.int32), casting="unsafe")
         np.right_shift(fl.view(np.uint32), 23, out=tzc)
-        np.subtract(tzc, _F32_TZ_EXP0, out=tzc)
-        np.minimum(tzc, TZ_ALL_ZERO, out=tzc)
+        np.bitwise_and(tzc, _TZ_CODES - 1, out=tzc)
 
         np.right_shift(u, 23 - _TZ_BITS, out=key)
         np.bitwise_and(key, 0xFF << _TZ_BITS, out=key)
@@ -317,10 +340,11 @@ class _Accumulator:
             tzc[~finite] = _TZ_DISCARD
         self.trailing_zeros(kc, tzc, offset)
 
-        # Zeros and subnormals: only counted element-wise when the exponents say there are any.
+        # Zeros are exponent 0 with an all-zero mantissa, straight from the histogram; the rest of
+        # the small exponents are subnormals of the on-disk dtype (fp16 subnormals are fp32 normals).
         small = int(ecounts[:, : _F16_MIN_NORMAL_FP32_EXP if self.dtype == "F16" else 1].sum())
         if small:
-            zeros = int(np.count_nonzero((u << np.uint32(1)) == 0))
+            zeros = int(kc[:, 0, _TZ_CODE_ALL_ZERO].sum())
             self.n_zero += zeros
             self.n_subnormal += small - zeros
 
@@ -349,7 +373,9 @@ class _Accumulator:
         mant = u & np.uint64((1 << 52) - 1)
         lowbit = mant & (np.uint64(0) - mant)
         lexp = (lowbit.astype(np.float64).view(np.uint64) >> np.uint64(52)).astype(np.int64)
-        tzc = np.where(lexp == 0, TZ_ALL_ZERO, np.minimum(lexp - 1023, TZ_CAPPED)).astype(np.uint32)
+        tz = np.minimum(lexp - 1023, TZ_CAPPED)
+        tzc = np.where(lexp == 0, _TZ_CODE_ALL_ZERO, np.where(tz == TZ_CAPPED, _TZ_CODE_CAPPED, tz + _TZ_CODE0))
+        tzc = tzc.astype(np.uint32)
         if finite is not None:
             tzc[~finite] = _TZ_DISCARD
         key = (ebin << _TZ_BITS) | tzc.astype(np.int64) | _SUBKEY[:c].astype(np.int64)
@@ -381,6 +407,7 @@ def block_partial(
     *,
     row_length: int | None = None,
     tail: np.ndarray | None = None,
+    deep: bool = False,
 ) -> BlockPartial:
     """The partial of block ``index`` of a tensor, from that block's raw elements.
 
@@ -390,6 +417,11 @@ def block_partial(
     first) enables per-row sums and row alignment. ``tail`` optionally holds the elements that
     follow the block (a few thousand suffice), so a header starting at the block's end can be
     validated; without it such a header is missed.
+
+    ``deep`` adds what only the opt-in detectors read: mean and central moments M2..M4, the
+    low-byte and bits 8-15 histograms (from a 65,536-bin low-16 histogram) and the per-row sums.
+    The default pass (W1-W5) skips them: they are about half its cost. Partials of both kinds
+    cannot be merged together.
     """
     if dtype not in DTYPES:
         raise BlockError(f"unsupported dtype {dtype!r}; expected one of {sorted(DTYPES)}")
@@ -407,7 +439,7 @@ def block_partial(
     bits = np.ascontiguousarray(raw).view(utype)
     n = bits.shape[0]
     start = index * BLOCK_ELEMENTS
-    acc = _Accumulator(dtype, start, n, row_length)
+    acc = _Accumulator(dtype, start, n, row_length, deep)
     s = _scratch()
     for offset in range(0, n, CHUNK_ELEMENTS):
         chunk = bits[offset : offset + CHUNK_ELEMENTS]
@@ -426,7 +458,10 @@ def block_partial(
             acc.chunk32(up, offset, s)
 
     acc.w4()
-    low16 = _low16_hist(bits, s).reshape(BYTE_BINS, BYTE_BINS)  # [bits 8-15, bits 0-7]
+    low_byte_hist = mid_hist = None
+    if deep:
+        low16 = _low16_hist(bits, s).reshape(BYTE_BINS, BYTE_BINS)  # [bits 8-15, bits 0-7]
+        low_byte_hist, mid_hist = low16.sum(axis=0), low16.sum(axis=1)
     hits, truncated = find_headers(bits, start, W5_LOW_BIT_WIDTHS[itemsize], tail)
     return BlockPartial(
         index=index,
@@ -439,11 +474,11 @@ def block_partial(
         n_subnormal=acc.n_subnormal,
         min=acc.min,
         max=acc.max,
-        moments=acc.moments,
+        moments=acc.moments if deep else Moments.count_only(acc.n_finite),
         exponent_hist=acc.exponent_hist,
         tz_hist=acc.tz_hist,
-        low_byte_hist=low16.sum(axis=0),
-        mid_hist=low16.sum(axis=1),
+        low_byte_hist=low_byte_hist,
+        mid_hist=mid_hist,
         first_nonfinite=tuple(acc.first_nonfinite),
         first_huge=tuple(acc.first_huge),
         first_low_tz=tuple(tuple(k) for k in acc.first_low_tz),
@@ -457,4 +492,5 @@ def block_partial(
         w4_exponent_hist=acc.w4_exponent_hist,
         header_hits=hits,
         header_scan_truncated=truncated,
+        deep=deep,
     )

@@ -167,6 +167,8 @@ def _byte_class(plane: np.ndarray, values: bytes, out: np.ndarray, tmp: np.ndarr
 
 
 _FIRST_BYTES = bytes(two[0] for two in _PREFIX.values())
+#: Order in which the magics of one step were validated (fixes where the caps cut the search).
+_KIND_ORDER = (_ELF, _PE, _ZIP, _SHEBANG)
 _SECOND_BYTES = bytes(two[1] for two in _PREFIX.values())
 
 
@@ -187,6 +189,13 @@ def find_headers(
     ``bits`` is the block as unsigned integers of the element width (host order = little-endian
     values); ``tail`` the elements that follow the block (may be None), used only to finish
     validating a header that starts near the block's end.
+
+    Two stages. The vectorised one runs in steps of HEADER_CHUNK_ELEMENTS and only writes the byte
+    planes and one "some pair of magic bytes starts here" mask for the whole block. The candidate
+    stage then runs once per block rather than once per step: it is ~100 small NumPy calls whose
+    fixed cost (~0.5 ms) used to be paid four times per block. Candidates are validated in the
+    order the per-step search used (step, magic, stream, byte, element), so the candidate and hit
+    caps cut the search at exactly the same place.
     """
     itemsize = bits.dtype.itemsize
     planes2d = bits.view(np.uint8).reshape(-1, itemsize)
@@ -199,77 +208,110 @@ def find_headers(
     col_table = np.zeros((len(layouts), int(width_of.max())), dtype=np.int64)
     for sid, (_, _, cols) in enumerate(layouts):
         col_table[sid, : len(cols)] = cols
-    hits: list[HeaderHit] = []
-    candidates = 0
     n = bits.shape[0]
+    if n == 0:
+        return (), False
+    has_next = tail is not None and tail.shape[0] > 0
+    # Block-wide byte planes plus one slot for the first tail element; without a tail that slot
+    # stays 0, which is in neither byte class, so no pair crosses the block's end.
+    plane = {c: np.zeros(n + 1, dtype=np.uint8) for c in cols_used}
+    any_pair = np.empty(n, dtype=np.bool_)
     size = min(n, HEADER_CHUNK_ELEMENTS) + 1
     shifted = np.empty(size, dtype=bits.dtype)
-    plane = {c: np.empty(size, dtype=np.uint8) for c in cols_used}
     first = {c: np.empty(size, dtype=np.bool_) for c in cols_used}
     second = {c: np.empty(size, dtype=np.bool_) for c in cols_used}
     tmp = np.empty(size, dtype=np.bool_)
-    pair = np.empty(size, dtype=np.bool_)
-    any_pair = np.empty(size, dtype=np.bool_)
     for start in range(0, n, HEADER_CHUNK_ELEMENTS):
         stop = min(n, start + HEADER_CHUNK_ELEMENTS)
         m = stop - start
         if stop < n:
             ext = bits[start : stop + 1]
-        elif tail is not None and tail.shape[0]:
+        elif has_next and tail is not None:
             ext = np.concatenate((bits[start:stop], np.ascontiguousarray(tail[:1]).view(bits.dtype)))
         else:
             ext = bits[start:stop]
         e = ext.shape[0]
         for c in cols_used:
+            out = plane[c][start : start + e]
             if c == 0:
-                np.copyto(plane[c][:e], ext, casting="unsafe")  # truncating cast keeps the low byte
+                np.copyto(out, ext, casting="unsafe")  # truncating cast keeps the low byte
             else:
                 np.right_shift(ext, 8 * c, out=shifted[:e])
-                np.copyto(plane[c][:e], shifted[:e], casting="unsafe")
-            _byte_class(plane[c][:e], _FIRST_BYTES, first[c][:e], tmp[:e])
-            _byte_class(plane[c][:e], _SECOND_BYTES, second[c][:e], tmp[:e])
-        any_pair[:m] = False
-        for a, b, cross in keys:
+                np.copyto(out, shifted[:e], casting="unsafe")
+            _byte_class(out, _FIRST_BYTES, first[c][:e], tmp[:e])
+            _byte_class(out, _SECOND_BYTES, second[c][:e], tmp[:e])
+        acc = any_pair[start:stop]
+        for i, (a, b, cross) in enumerate(keys):
             sec = second[b][1:e] if cross else second[b][:m]
-            k = sec.shape[0]
-            np.logical_and(first[a][:k], sec, out=pair[:k])
-            np.logical_or(any_pair[:k], pair[:k], out=any_pair[:k])
-        cand = np.flatnonzero(any_pair[:m])
-        if cand.size == 0:
-            continue
-        # From here on only candidates (~1e-3 of elements in random low bits), all streams at once.
-        kinds_by_key = {}
-        for a, b, cross in keys:
-            nxt = cand + 1 if cross else cand
-            ok = nxt < e  # the element after the block may be absent
-            kk = np.zeros(cand.shape[0], dtype=np.uint8)
-            kk[ok] = _FIRST[plane[a][cand[ok]]] & _SECOND[plane[b][nxt[ok]]]
-            kinds_by_key[(a, b, cross)] = kk
-        rows: list[tuple[np.ndarray, int, int, np.ndarray]] = []
-        for sid, (_, _, cols) in enumerate(layouts):
-            for j in range(len(cols)):
-                kk = kinds_by_key[_pair_key(cols, j)]
-                nz = np.flatnonzero(kk)
-                if nz.size:
-                    rows.append((cand[nz] + start, j, sid, kk[nz]))
-        if not rows:
-            continue
-        elems = np.concatenate([r[0] for r in rows])
-        js = np.concatenate([np.full(r[0].shape[0], r[1], dtype=np.int64) for r in rows])
-        sids = np.concatenate([np.full(r[0].shape[0], r[2], dtype=np.int64) for r in rows])
-        kinds = np.concatenate([r[3] for r in rows])
-        got = _gather_streams(src, elems, js, sids, col_table, width_of, _CHECK_OFFSETS)
-        for kind in (_ELF, _PE, _ZIP, _SHEBANG):
-            pick = np.flatnonzero(((kinds & kind) != 0) & _prefilter_ok(kind, got))
-            candidates += int(pick.shape[0])
+            k = sec.shape[0]  # m, or m - 1 for a cross pair at the block's end without a tail
+            if i == 0:
+                acc[k:] = False
+                np.logical_and(first[a][:k], sec, out=acc[:k])
+            else:
+                np.logical_and(first[a][:k], sec, out=tmp[:k])
+                np.logical_or(acc[:k], tmp[:k], out=acc[:k])
+    cand = np.flatnonzero(any_pair)
+    if cand.size == 0:
+        return (), False
+    return _validate_candidates(cand, plane, keys, layouts, src, col_table, width_of, first_element)
+
+
+def _validate_candidates(
+    cand: np.ndarray,
+    plane: dict[int, np.ndarray],
+    keys: list[tuple[int, int, bool]],
+    layouts: list[tuple[int, str, tuple[int, ...]]],
+    src: _Planes,
+    col_table: np.ndarray,
+    width_of: np.ndarray,
+    first_element: int,
+) -> tuple[tuple[HeaderHit, ...], bool]:
+    """Exact magic per (candidate, stream, byte), the vectorised field check, then validation in
+    Python of the few survivors, in (step, magic, stream, byte, element) order."""
+    kinds_by_key = {}
+    for a, b, cross in keys:
+        nxt = cand + 1 if cross else cand  # plane slot n is the first tail element (or 0)
+        kinds_by_key[(a, b, cross)] = _FIRST[plane[a][cand]] & _SECOND[plane[b][nxt]]
+    rows: list[tuple[np.ndarray, int, int, np.ndarray]] = []
+    for sid, (_, _, cols) in enumerate(layouts):
+        for j in range(len(cols)):
+            kk = kinds_by_key[_pair_key(cols, j)]
+            nz = np.flatnonzero(kk)
+            if nz.size:
+                rows.append((cand[nz], j, sid, kk[nz]))
+    if not rows:
+        return (), False
+    elems = np.concatenate([r[0] for r in rows])
+    js = np.concatenate([np.full(r[0].shape[0], r[1], dtype=np.int64) for r in rows])
+    sids = np.concatenate([np.full(r[0].shape[0], r[2], dtype=np.int64) for r in rows])
+    kinds = np.concatenate([r[3] for r in rows])
+    got = _gather_streams(src, elems, js, sids, col_table, width_of, _CHECK_OFFSETS)
+    # Survivors of each magic's field check, tagged with the per-step order: rows are already in
+    # (stream, byte, element) order, so a stable sort on (step, magic rank) restores it.
+    picks = [np.flatnonzero(((kinds & kind) != 0) & _prefilter_ok(kind, got)) for kind in _KIND_ORDER]
+    rank = np.concatenate([np.full(pk.shape[0], r, dtype=np.int64) for r, pk in enumerate(picks)])
+    pick = np.concatenate(picks)
+    step = elems[pick] // HEADER_CHUNK_ELEMENTS
+    order = np.lexsort((rank, step))  # stable: ties keep row order
+    pick, rank, step = pick[order], rank[order], step[order]
+    hits: list[HeaderHit] = []
+    candidates = 0
+    group_end = 0
+    for g in range(pick.shape[0]):
+        if g == group_end:  # a new (step, magic) group: the old search added its size at once
+            group_end = g + 1
+            while group_end < pick.shape[0] and (step[group_end], rank[group_end]) == (step[g], rank[g]):
+                group_end += 1
+            candidates += group_end - g
             if candidates > W5_MAX_CANDIDATES_PER_BLOCK:
                 return tuple(sorted(hits, key=_hit_key)), True
-            for r in pick.tolist():
-                el, j, (k_bits, order, cols) = int(elems[r]), int(js[r]), layouts[int(sids[r])]
-                if _valid(kind, src.window(el, cols, j, _WINDOW[kind])):
-                    hits.append(HeaderHit(first_element + el, _KIND[kind], k_bits, order, j))
-                    if len(hits) >= W5_MAX_HITS_PER_BLOCK:
-                        return tuple(sorted(hits, key=_hit_key)), True
+        r = int(pick[g])
+        kind = _KIND_ORDER[int(rank[g])]
+        el, j, (k_bits, order_name, cols) = int(elems[r]), int(js[r]), layouts[int(sids[r])]
+        if _valid(kind, src.window(el, cols, j, _WINDOW[kind])):
+            hits.append(HeaderHit(first_element + el, _KIND[kind], k_bits, order_name, j))
+            if len(hits) >= W5_MAX_HITS_PER_BLOCK:
+                return tuple(sorted(hits, key=_hit_key)), True
     return tuple(sorted(hits, key=_hit_key)), False
 
 

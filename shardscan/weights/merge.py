@@ -37,6 +37,10 @@ class TensorStats:
     Moments, std, skewness, kurtosis and RMS cover finite elements (population formulas; 0.0
     when undefined). ``tz_hist`` covers finite elements; ``exponent_hist``, ``low_byte_hist`` and
     ``mid_hist`` every element (low byte and bits 8-15 of the on-disk bit pattern).
+
+    Unless ``deep``, the statistics no default detector reads were not computed (see
+    ``blocks.block_partial``): mean, std, skewness, kurtosis, RMS, h0 and h1 are NaN, the
+    moments hold only the finite count, and the low/mid histograms and row sums are None.
     """
 
     dtype: str
@@ -59,16 +63,16 @@ class TensorStats:
     rms: float
     exponent_hist: np.ndarray  # (256,)
     tz_hist: np.ndarray  # (25,): bins 0..22 exact, 23 = "23 or more" (F64), 24 = all-zero mantissa
-    low_byte_hist: np.ndarray  # (256,)
-    mid_hist: np.ndarray  # (256,)
+    low_byte_hist: np.ndarray | None  # (256,); None unless deep
+    mid_hist: np.ndarray | None  # (256,); None unless deep
     k0: int  # over finite nonzero elements, see k0_of
-    h0: float  # entropy (bits) of the low byte
-    h1: float  # entropy (bits) of bits 8-15
+    h0: float  # entropy (bits) of the low byte; NaN unless deep
+    h1: float  # entropy (bits) of bits 8-15; NaN unless deep
     first_nonfinite: tuple[int, ...]
     first_huge: tuple[int, ...]
     first_low_tz: tuple[tuple[int, ...], ...]
     row_length: int | None
-    row_sums: np.ndarray | None  # float64 per row, row 0 first
+    row_sums: np.ndarray | None  # float64 per row, row 0 first; None unless deep
     row_sumsq: np.ndarray | None
     w4_pairdev: float
     w4_block: int
@@ -77,6 +81,7 @@ class TensorStats:
     w4_exponent_hist: np.ndarray | None
     header_hits: tuple[HeaderHit, ...]
     header_scan_truncated: bool
+    deep: bool = False
 
 
 def entropy_bits(hist: np.ndarray) -> float:
@@ -127,6 +132,8 @@ def _check(parts: list[BlockPartial], n_elements: int | None) -> None:
     rows = {p.row_length for p in parts}
     if len(dtypes) != 1 or len(rows) != 1:
         raise MergeError(f"partials mix dtypes {sorted(dtypes)} or row lengths {sorted(map(str, rows))}")
+    if len({p.deep for p in parts}) != 1:
+        raise MergeError("partials mix deep and default passes: the deep statistics would cover part of the tensor")
     for p in parts[:-1]:
         if p.n != BLOCK_ELEMENTS:
             raise MergeError(f"block {p.index} holds {p.n} elements; only the last block may be short")
@@ -138,27 +145,29 @@ def merge(partials: Iterable[BlockPartial], *, n_elements: int | None = None) ->
     """Fold the partials of one tensor in block-index order; refuse gaps and duplicates."""
     parts = sorted(partials, key=lambda p: p.index)
     _check(parts, n_elements)
+    deep = parts[0].deep
     n = sum(p.n for p in parts)
     moments = Moments()
     exponent_hist = np.zeros(EXPONENT_BINS, dtype=np.int64)
     tz_hist = np.zeros(TZ_BINS, dtype=np.int64)
-    low_hist = np.zeros(BYTE_BINS, dtype=np.int64)
-    mid = np.zeros(BYTE_BINS, dtype=np.int64)
+    low_hist = np.zeros(BYTE_BINS, dtype=np.int64) if deep else None
+    mid = np.zeros(BYTE_BINS, dtype=np.int64) if deep else None
     w4 = (math.inf, -1, -1, 0, None)
     lo, hi = math.inf, -math.inf
     for p in parts:
         moments = moments.merge(p.moments)
         exponent_hist += p.exponent_hist
         tz_hist += p.tz_hist
-        low_hist += p.low_byte_hist
-        mid += p.mid_hist
+        if low_hist is not None and mid is not None and p.low_byte_hist is not None and p.mid_hist is not None:
+            low_hist += p.low_byte_hist
+            mid += p.mid_hist
         lo, hi = min(lo, p.min), max(hi, p.max)
         if p.w4_pairdev < w4[0]:
             w4 = (p.w4_pairdev, p.index, p.w4_sub_block, p.w4_pairs, p.w4_exponent_hist)
 
     row_length = parts[0].row_length
     row_sums = row_sumsq = None
-    if row_length is not None:
+    if row_length is not None and deep:
         rows = -(-n // row_length)
         row_sums = np.zeros(rows, dtype=np.float64)
         row_sumsq = np.zeros(rows, dtype=np.float64)
@@ -170,10 +179,13 @@ def merge(partials: Iterable[BlockPartial], *, n_elements: int | None = None) ->
             row_sumsq[p.row_first : p.row_first + k] += p.row_sumsq
 
     count = moments.count
-    std = math.sqrt(moments.m2 / count) if count else 0.0
-    skew = math.sqrt(count) * moments.m3 / moments.m2**1.5 if moments.m2 > 0 else 0.0
-    kurt = count * moments.m4 / (moments.m2 * moments.m2) - 3.0 if moments.m2 > 0 else 0.0
-    rms = math.sqrt(moments.m2 / count + moments.mean**2) if count else 0.0
+    if deep:
+        std = math.sqrt(moments.m2 / count) if count else 0.0
+        skew = math.sqrt(count) * moments.m3 / moments.m2**1.5 if moments.m2 > 0 else 0.0
+        kurt = count * moments.m4 / (moments.m2 * moments.m2) - 3.0 if moments.m2 > 0 else 0.0
+        rms = math.sqrt(moments.m2 / count + moments.mean**2) if count else 0.0
+    else:
+        std = skew = kurt = rms = math.nan
     n_zero = sum(p.n_zero for p in parts)
     hits = tuple(h for p in parts for h in p.header_hits)
     return TensorStats(
@@ -200,8 +212,8 @@ def merge(partials: Iterable[BlockPartial], *, n_elements: int | None = None) ->
         low_byte_hist=low_hist,
         mid_hist=mid,
         k0=k0_of(tz_hist, n_zero),
-        h0=entropy_bits(low_hist),
-        h1=entropy_bits(mid),
+        h0=entropy_bits(low_hist) if low_hist is not None else math.nan,
+        h1=entropy_bits(mid) if mid is not None else math.nan,
         first_nonfinite=_first(p.first_nonfinite for p in parts),
         first_huge=_first(p.first_huge for p in parts),
         first_low_tz=tuple(_first(p.first_low_tz[k] for p in parts) for k in range(TZ_MAX_K + 1)),
@@ -215,4 +227,5 @@ def merge(partials: Iterable[BlockPartial], *, n_elements: int | None = None) ->
         w4_exponent_hist=w4[4],
         header_hits=hits,
         header_scan_truncated=any(p.header_scan_truncated for p in parts),
+        deep=deep,
     )

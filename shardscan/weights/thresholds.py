@@ -113,3 +113,82 @@ W5_MAX_CANDIDATES_PER_BLOCK = 4096
 
 #: Validated header hits kept per block.
 W5_MAX_HITS_PER_BLOCK = 8
+
+# --- deep (opt-in) ----------------------------------------------------------------------------
+# Used only by shardscan/weights/deep.py (`--weights deep`). WEIGHTS.md 4.2: informational
+# evidence, never "backdoor detected"; severity INFO whatever the value.
+
+#: Scale factor turning a median absolute deviation into a standard-deviation estimate for
+#: normally distributed values (1 / Phi^-1(3/4)).
+MAD_TO_SIGMA = 1.4826
+
+#: O1 needs at least this many classes (WEIGHTS.md 4.2: "Require >= 3 classes"); with fewer there
+#: is no median to stand out from.
+O1_MIN_CLASSES = 3
+
+#: O1 ignores heads with more outputs: a vocabulary-sized projection (lm_head, 30k-250k tokens)
+#: is not a classification head, and its rows are token embeddings, not classes. ImageNet-1k
+#: (1,000 classes) fits with a wide margin.
+O1_MAX_CLASSES = 10_000
+
+#: O1 flags a class whose robust z (median / MAD * MAD_TO_SIGMA) of a per-class statistic exceeds
+#: this, for heads of many classes. Set high on purpose: the best final-layer statistic reached
+#: only AUC 0.71 on 240 toy digit classifiers, catching 12.5 % of backdoored models at 0 false
+#: positives (WEIGHTS.md), so the rule must stay quiet on benign heads rather than catch much.
+#: Not measured on real heads; it is above the 99.99th percentile (7.6) of the largest robust z
+#: among 33 or more Gaussian values (simulated, 4e5 draws).
+O1_ROBUST_Z_LIMIT = 8.0
+
+#: Robust z limits for small heads: key = fewest classes the value applies to (up to the next key).
+#: The MAD of a handful of values is often tiny by chance, so the largest robust z among n benign
+#: (Gaussian) values is huge for small n. Each value is at or above the 99.99th percentile of that
+#: maximum for every n it covers (simulated, 1e6 draws for n < 12, 4e5 above): e.g. 12,185 for
+#: n = 3, 191 for n = 5, 20.1 for n = 10. Three classes therefore effectively never fire. The
+#: plain z (ddof = 1) is reported but never decides: its maximum is bounded by (n-1)/sqrt(n),
+#: 2.85 for 10 classes (WEIGHTS.md: "do not use |z| > 3 with ddof = 0 on <= 10 classes").
+O1_SMALL_HEAD_Z_LIMITS: dict[int, float] = {
+    3: 12_200.0,
+    4: 200.0,
+    6: 55.0,
+    8: 30.0,
+    10: 21.0,
+    12: 16.0,
+    14: 13.5,
+    16: 12.0,
+    18: 10.5,
+    20: 10.0,
+    24: 9.0,
+    28: 8.0,
+}
+
+#: The spread used for O1's robust z is at least this fraction of the median per-class RMS. The
+#: RMS of a row of L i.i.d. weights varies by about 1/sqrt(2L) (5 % at L = 200) from sampling
+#: alone; the floor keeps near-identical rows (rounding noise, copied rows) from turning a tiny
+#: difference into an enormous z. A judgement, not a measurement.
+O1_MIN_SCALE_FRACTION = 0.05
+
+#: O2 groups need at least this many same-role, same-shape tensors (WEIGHTS.md 4.2).
+O2_MIN_GROUP = 4
+
+#: O2 flags a tensor whose robust z of log(std) within its group exceeds this. WEIGHTS.md 4.2:
+#: 0 % benign false positives at z > 12 on its corpus; flags re-initialised or replaced layers
+#: 44 % of the time.
+O2_ROBUST_Z_LIMIT = 12.0
+
+#: The spread of log(std) used for O2's robust z is at least this (natural-log units, about 5 %
+#: relative). A group whose stds agree more closely than that (copies, untouched init) would
+#: otherwise turn a modest difference into z > 12; with the floor a flag needs a std at least
+#: exp(12 * 0.05) = 1.8 times off the group median. A judgement, not a measurement.
+O2_MIN_LOG_SCALE = 0.05
+
+#: O2 looks only at tensors with at least this many elements and two or more dimensions: the
+#: std of a small tensor is noisy, and 1-D tensors (biases, norm scales that stay near their
+#: init of 1.0 in some layers and not in others) have std ratios between layers that are far
+#: larger than those of weight matrices. A judgement, not a measurement.
+O2_MIN_ELEMENTS = 256
+
+#: O2 evidence is confidence "medium" (else "low") when the robust z is at least this and the
+#: group has at least O2_MEDIUM_MIN_GROUP members: a median and MAD of 8+ layers are stable, and
+#: twice the measured threshold leaves room. A judgement, not a measurement.
+O2_MEDIUM_Z = 24.0
+O2_MEDIUM_MIN_GROUP = 8
