@@ -17,6 +17,7 @@ from shardscan.limits import Limits
 from shardscan.model import Severity, Status
 from shardscan.pipeline.runner import Runner, ScanOptions
 from tests.test_gguf import G
+from tests.test_msgpack import arr, pk
 from tests.test_weight_detectors import _evilmodel, _plant, elf64_header
 from tests.test_zip import state_dict_pkl, torch_zip
 
@@ -32,10 +33,10 @@ def weights(seed: int = 1, n: int = ELEMENTS) -> np.ndarray:
 def safetensors(tensors: dict[str, np.ndarray], dtype: str = "F32") -> tuple[bytes, int, dict[str, int]]:
     """A SafeTensors file, the start of its data section, and each tensor's data offset."""
     header, offset, begins = {}, 0, {}
-    for name, arr in tensors.items():
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+    for name, array in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
         begins[name] = offset
-        offset += arr.nbytes
+        offset += array.nbytes
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
     start = 8 + len(raw)
@@ -60,7 +61,10 @@ MODELS = [
     "benign/torch_mlp_fp32.pt", "benign/torch_mlp_fp16.pt", "benign/torch_mlp_bf16.pt",
     "benign/torch_cnn_bn.pth", "benign/torch_transformer_layer.pt", "benign/torch_legacy_state_dict.pt",
     "benign/torch_checkpoint.pt", "benign/torch_optim_adam.pt", "benign/torch_strided_shared.pt",
-    "benign/pytorch_model.bin", "gguf/chatml_f16.gguf",
+    "benign/pytorch_model.bin", "gguf/chatml_f16.gguf", "gguf/llama3_q8.gguf", "onnx/mlp.onnx",
+    "onnx/backend_light_alexnet.onnx", "onnx/external/model.onnx", "keras/sequential.h5", "keras/functional.keras",
+    "benign/numpy_float32.npy", "benign/numpy_two_arrays.npz", "flax/mlp.msgpack", "flax/bf16.flax",
+    "flax/conv.msgpack",
 ]
 
 
@@ -153,6 +157,18 @@ def test_infinity_in_a_gguf_tensor(tmp_path: Path):
     assert (hit.rule_id, hit.evidence["tensor"], hit.evidence["offending_elements"]) == ("WGT001",
                                                                                            "blk.0.ffn_up.weight", [10])
     assert hit.offset == len(data) - w.nbytes + 40
+
+
+def test_exponent_flip_in_a_flax_kernel(tmp_path: Path):
+    w = weights(12, 64 * 64)
+    w.view("<u4")[100] ^= np.uint32(1 << 30)
+    data = pk({"params": {"Dense_0": {"kernel": arr((64, 64), "float32", w.tobytes()),
+                                      "bias": arr((64,), "float32", bytes(256))}}})
+    [hit] = weight_findings(scan(tmp_path, "params.msgpack", data))
+    assert (hit.rule_id, hit.evidence["tensor"], hit.evidence["offending_elements"]) == (
+        "WGT002", "params/Dense_0/kernel", [100])
+    raw = (tmp_path / "params.msgpack").read_bytes()
+    assert raw[hit.offset:hit.offset + 4] == w[100:101].tobytes()
 
 
 # --- options, budgets, determinism --------------------------------------------------------------

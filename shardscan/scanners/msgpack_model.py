@@ -50,6 +50,7 @@ from shardscan.scanners.base import (
 )
 from shardscan.scanners.indicators import CODE_PATTERNS, PLACE_PATTERNS, SECRET_RULE, shown
 from shardscan.storage.reader import RangeReader, SliceReader
+from shardscan.weights.spans import SPANS, SpanList, TensorSpan, float_span, skipped
 
 MAX_REPORTED = 8
 EXT_NDARRAY, EXT_COMPLEX, EXT_SCALAR = 1, 2, 3
@@ -113,6 +114,22 @@ class _Ext:
         self.code, self.offset, self.length = code, offset, length
 
 
+#: Flax dtype names of the floating types the weight analysis reads.
+FLOAT_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+
+def _span(path: str, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int) -> TensorSpan:
+    """An array record as a tensor: Flax kernels are (in, out), outputs on the last axis.
+    NumPy writes the bytes in the host's order, little-endian on every platform JAX runs on."""
+    name = path.lstrip("/")
+    if dtype in FLOAT_DTYPES:
+        kernel = name.rsplit("/", 1)[-1] == "kernel" and len(shape) >= 2
+        return float_span(name, FLOAT_DTYPES[dtype], shape, offset, nbytes, len(shape) - 1 if kernel else None)
+    reason = ("fp8" if dtype.startswith(("float8", "float6", "float4")) else "complex" if dtype.startswith("complex")
+              else "extended precision" if dtype in ("longdouble", "float128") else "integer")
+    return skipped(name, dtype, shape, offset, nbytes, reason)
+
+
 class _Walker:
     def __init__(self, scanner: MsgpackScanner, buf: _Buf, reader: RangeReader, ctx: ScanContext,
                  report: CappedFindings, result: UnitResult) -> None:
@@ -120,6 +137,8 @@ class _Walker:
         self.report, self.result, self.limits = report, result, ctx.limits
         self.values = 0
         self.members = 0
+        #: Array records, for the weight analysis (kept when the walk stops early).
+        self.spans = result.partials[SPANS]
 
     # -- decoding ----------------------------------------------------------------------------------
 
@@ -293,6 +312,8 @@ class _Walker:
             self.report.add("MPK005", f"{label}: shape {shown(repr(shape), 60)} of {dtype} needs "
                                       f"{count * size} bytes but the payload holds {data.length}",
                             offset=pos + data.offset, expected=count * size, actual=data.length)
+            return
+        self.spans.add(_span(path, dtype, tuple(shape), pos + data.offset, data.length))
 
     # -- content ---------------------------------------------------------------------------------
 
@@ -331,10 +352,13 @@ class MsgpackScanner(Scanner):
         view = unit_view(unit, reader)
         report = CappedFindings(self.id, MAX_REPORTED)
         result = UnitResult()
+        spans = result.partials[SPANS] = SpanList(ctx.limits.max_tensor_spans)
         try:
             self._scan(view, ctx, report, result)
         except ScanTimeout:
             result.error = "timed out"
+        finally:
+            result.partials[SPANS] = spans.finish()
         report.summarise()
         result.findings = rebase(report.findings + result.findings, unit.start)
         return result
