@@ -2,10 +2,13 @@
 same reader, merged in block order, judged by the default detectors, reported as findings
 (WGT001-006) with a coverage record.
 
-A block is the unit any worker can compute alone (`blocks.block_partial`); here they are
-computed in order by the worker that scanned the object, within the object's deadline and the
-`max_weight_bytes` budget. What is not analysed is recorded with its reason, and a budget or
-deadline cut is a finding (WGT006): missing analysis is never silently clean.
+A block is the unit any worker can compute alone (`blocks.block_partial`). A small object's
+blocks are computed in order by the worker that scanned it (`weigh`); a large object's tensors are
+handed back (`Deferred`) and the driver spreads ranges of blocks over every worker (`plan`,
+`block_partials` in pipeline/tasks.py) and judges each tensor when its partials are in (`judge`).
+Either way the merge is in block order, so the findings do not depend on the workers. Within
+the `max_weight_bytes` budget and the deadline; what is not analysed is recorded with its
+reason, and a cut is a finding (WGT006): missing analysis is never silently clean.
 """
 
 from __future__ import annotations
@@ -131,11 +134,15 @@ def deep_findings(judged: list[tuple[TensorSpan, Any]]) -> list[Finding]:
     from shardscan.weights.deep import head_outliers, layer_shift
 
     by_name = {span.name: span for span, _ in judged}
-    out = [_finding(span, ev) for span, stats in judged for ev in head_outliers(span, stats)]
-    for ev in layer_shift(judged):
-        span = by_name.get(str(ev.details.get("layer", "")))
-        if span is not None:
-            out.append(_finding(span, ev))
+    try:
+        out = [_finding(span, ev) for span, stats in judged for ev in head_outliers(span, stats)]
+        for ev in layer_shift(judged):
+            span = by_name.get(str(ev.details.get("layer", "")))
+            if span is not None:
+                out.append(_finding(span, ev))
+    except Exception:  # informational statistics: a defect costs them, not the scan
+        return [finding("WGT006", SCANNER_ID, "the opt-in weight statistics could not be computed",
+                        reason=FAILED, tensors=len(judged))]
     return out
 
 
