@@ -7,7 +7,10 @@ Writes one tensor file per dtype (float32 weights ~N(0, 0.02), and the same valu
 bf16), warms the page cache, then times, each in a fresh process and single-threaded:
   raw read   readinto() of the file in block-sized pieces;
   min/max    the same reads plus a NumPy min and max per piece;
-  detectors  the same reads plus block_partial (all statistics, W5 header scan), merge, detect.
+  detectors  the same reads plus block_partial (the default pass: exponent and trailing-zero
+             histograms, counts, min/max, W5 header scan), merge, detect: what every scan runs;
+  deep       the same with block_partial(deep=True): adds moments M2-M4, the low-16-bit
+             histogram and row sums, which only `--weights deep` needs (skip with --no-deep).
 Peak RSS (ru_maxrss) of each child shows memory bounded by the block and chunk sizes, not by the
 tensor size. The script prints; nothing else in the package does.
 """
@@ -82,15 +85,15 @@ def child(mode: str, path: str, dtype: str) -> dict[str, float]:
             nxt_got = fh.readinto(bufs[(index + 1) % 2])
             if mode == "minmax":
                 lo, hi = min(lo, float(cur.min())), max(hi, float(cur.max()))
-            elif mode == "detectors":
+            elif mode in ("detectors", "deep"):
                 tail = np.frombuffer(
                     bufs[(index + 1) % 2], dtype=NUMPY[dtype], count=min(nxt_got // size, TAIL_ELEMENTS)
                 )
-                partials.append(block_partial(cur, dtype, index, tail=tail))
+                partials.append(block_partial(cur, dtype, index, tail=tail, deep=mode == "deep"))
             index += 1
             got = nxt_got
     findings = 0
-    if mode == "detectors":
+    if mode in ("detectors", "deep"):
         findings = len(detect(merge(partials)))
     seconds = time.perf_counter() - t0
     maxrss, hwm = peak_rss_mib()
@@ -120,6 +123,7 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=1.0, help="tensor size in GiB (default 1)")
     parser.add_argument("--dtype", choices=sorted(ITEMSIZE), nargs="*", default=["F32", "BF16"])
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--no-deep", action="store_true", help="skip timing the opt-in deep pass")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "PATH", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -138,9 +142,12 @@ def main() -> None:
             raw = measure("raw", path, dtype)
             minmax = measure("minmax", path, dtype)
             det = measure("detectors", path, dtype)
+            rows = [("raw read", raw), ("numpy min/max", minmax), ("default detectors", det)]
+            if not args.no_deep:
+                rows.append(("deep pass", measure("deep", path, dtype)))
             gb = nbytes / 1e9
             print(f"\n{dtype}: {nbytes / GiB:.3g} GiB, blocks of {BLOCK_ELEMENTS} elements")
-            for name, r in (("raw read", raw), ("numpy min/max", minmax), ("default detectors", det)):
+            for name, r in rows:
                 rate = gb / r["seconds"]
                 print(
                     f"  {name:18s} {r['seconds']:7.3f} s  {rate:7.2f} GB/s"

@@ -179,6 +179,15 @@ def _first_where(tzc: np.ndarray, k: int, need: int) -> np.ndarray:
         window *= 8
 
 
+def _fold_tz(codes: np.ndarray) -> np.ndarray:
+    """The 32 trailing-zero code counts -> the TZ_BINS histogram (see _TZ_CODE0)."""
+    tz = np.zeros(TZ_BINS, dtype=np.int64)
+    tz[:TZ_CAPPED] = codes[_TZ_CODE0 : _TZ_CODE0 + TZ_CAPPED]
+    tz[TZ_CAPPED] = codes[_TZ_CODE_CAPPED]
+    tz[TZ_ALL_ZERO] = codes[_TZ_CODE_ALL_ZERO]
+    return tz
+
+
 class _Accumulator:
     """Running state of one block; chunks arrive in order."""
 
@@ -193,11 +202,13 @@ class _Accumulator:
         self.max = -math.inf
         self.moments = Moments()
         self.exponent_hist = np.zeros(EXPONENT_BINS, dtype=np.int64)
-        self.sub_hists = np.zeros((-(-n // SUB_BLOCK_ELEMENTS), EXPONENT_BINS), dtype=np.int64)
+        self.sub_hists = np.zeros((0, EXPONENT_BINS), dtype=np.int64)
         self.tz_hist = np.zeros(TZ_BINS, dtype=np.int64)
+        self.key_counts: list[np.ndarray] = []  # per chunk: (sub-blocks, 256, 32) from histogram()
         self.first_nonfinite: list[int] = []
         self.first_huge: list[int] = []
         self.first_low_tz: list[list[int]] = [[] for _ in range(TZ_MAX_K + 1)]
+        self.tz_lists_full = False
         self.row_length = row_length
         self.row_first = start // row_length if row_length is not None else 0
         if row_length is not None and deep:
@@ -213,11 +224,21 @@ class _Accumulator:
 
     # -- pieces shared by both element widths -------------------------------------------------
 
-    def exponents(self, counts: np.ndarray, offset: int, c: int) -> np.ndarray:
-        """Keep one chunk's per-sub-block exponent histograms; W4 is decided in w4()."""
-        first = offset // SUB_BLOCK_ELEMENTS
-        self.sub_hists[first : first + counts.shape[0]] = counts
-        return counts
+    def finish(self) -> None:
+        """Fold the chunks' key counts once per block: per-sub-block exponent histograms, the
+        trailing-zero histogram of finite elements and (32-bit path) zeros and subnormals.
+        Folding per chunk cost ~8 reductions per chunk; integer sums give the same result."""
+        if self.key_counts:
+            kc = np.concatenate(self.key_counts)
+            self.sub_hists = kc.sum(axis=2)
+            self.tz_hist = _fold_tz(kc[:, : EXPONENT_BINS - 1, :].sum(axis=(0, 1)))
+            if self.dtype != "F64":  # chunk64 counts its own (float64 binades do not map 1:1)
+                # Zeros: exponent 0 with an all-zero mantissa. The rest of the small exponents are
+                # subnormals of the on-disk dtype (fp16 subnormals are fp32 normals below 2**-14).
+                small = int(self.sub_hists[:, : _F16_MIN_NORMAL_FP32_EXP if self.dtype == "F16" else 1].sum())
+                self.n_zero = int(kc[:, 0, _TZ_CODE_ALL_ZERO].sum())
+                self.n_subnormal = small - self.n_zero
+        self.w4()
 
     def w4(self) -> None:
         """Lowest pairdev over the block's full sub-blocks with enough qualifying pairs."""
@@ -293,19 +314,18 @@ class _Accumulator:
         keeping the per-sub-block exponent histograms."""
         nsub = -(-c // SUB_BLOCK_ELEMENTS)
         kc = np.bincount(key, minlength=nsub * _KEY_PER_SUB).reshape(nsub, EXPONENT_BINS, _TZ_CODES)
-        self.exponents(kc.sum(axis=2), offset, c)
+        self.key_counts.append(kc)
         return kc
 
     def trailing_zeros(self, kc: np.ndarray, tzc: np.ndarray, offset: int) -> None:
-        """Trailing-zero histogram of the finite elements (exponent rows below 255) and the
-        first indices per k; tzc must already mark non-finite elements as _TZ_DISCARD."""
-        codes = kc[:, : EXPONENT_BINS - 1, :].sum(axis=(0, 1))
-        tz_counts = np.zeros(TZ_BINS, dtype=np.int64)
-        tz_counts[:TZ_CAPPED] = codes[_TZ_CODE0 : _TZ_CODE0 + TZ_CAPPED]
-        tz_counts[TZ_CAPPED] = codes[_TZ_CODE_CAPPED]
-        tz_counts[TZ_ALL_ZERO] = codes[_TZ_CODE_ALL_ZERO]
-        self.tz_hist += tz_counts
-        self.trailing(tzc, tz_counts, offset)
+        """First indices per k with fewer trailing zeros (finite elements: exponent rows below 255);
+        tzc must already mark non-finite elements as _TZ_DISCARD. Once every list is full (native
+        fp32 fills them in its first chunk) this costs nothing; the histogram is folded in finish()."""
+        if self.tz_lists_full:
+            return
+        self.trailing(tzc, _fold_tz(kc[:, : EXPONENT_BINS - 1, :].sum(axis=(0, 1))), offset)
+        kept = self.first_low_tz[W3_MIN_K0 : TZ_MAX_K + 1]
+        self.tz_lists_full = all(len(k) >= FIRST_INDICES_KEPT for k in kept)
 
     def chunk32(self, u: np.ndarray, offset: int, s: _Scratch) -> None:
         """A chunk as fp32 bit patterns (F16/BF16 already upcast)."""
@@ -328,9 +348,8 @@ class _Accumulator:
         if c > SUB_BLOCK_ELEMENTS:
             np.bitwise_or(key, _SUBKEY[:c], out=key)
         kc = self.histogram(key, c, offset)
-        ecounts = kc.sum(axis=2)
         finite = None
-        if ecounts[:, EXPONENT_BINS - 1].any():  # exponent all ones: NaN/Inf, rare
+        if kc[:, EXPONENT_BINS - 1, :].any():  # exponent all ones: NaN/Inf, rare
             mag = u & np.uint32(0x7FFFFFFF)
             self.n_nan += int(np.count_nonzero(mag > 0x7F800000))
             self.n_posinf += int(np.count_nonzero(u == 0x7F800000))
@@ -339,15 +358,6 @@ class _Accumulator:
             self.nonfinite(~finite, offset)
             tzc[~finite] = _TZ_DISCARD
         self.trailing_zeros(kc, tzc, offset)
-
-        # Zeros are exponent 0 with an all-zero mantissa, straight from the histogram; the rest of
-        # the small exponents are subnormals of the on-disk dtype (fp16 subnormals are fp32 normals).
-        small = int(ecounts[:, : _F16_MIN_NORMAL_FP32_EXP if self.dtype == "F16" else 1].sum())
-        if small:
-            zeros = int(kc[:, 0, _TZ_CODE_ALL_ZERO].sum())
-            self.n_zero += zeros
-            self.n_subnormal += small - zeros
-
         self.values(u.view(np.float32), finite, offset, s)
 
     def chunk64(self, u: np.ndarray, offset: int, s: _Scratch) -> None:
@@ -457,7 +467,7 @@ def block_partial(
                 np.copyto(up.view(np.float32), chunk.view(np.float16), casting="safe")
             acc.chunk32(up, offset, s)
 
-    acc.w4()
+    acc.finish()
     low_byte_hist = mid_hist = None
     if deep:
         low16 = _low16_hist(bits, s).reshape(BYTE_BINS, BYTE_BINS)  # [bits 8-15, bits 0-7]

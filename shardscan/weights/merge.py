@@ -181,9 +181,10 @@ def merge(partials: Iterable[BlockPartial], *, n_elements: int | None = None) ->
     count = moments.count
     if deep:
         std = math.sqrt(moments.m2 / count) if count else 0.0
-        skew = math.sqrt(count) * moments.m3 / moments.m2**1.5 if moments.m2 > 0 else 0.0
+        # Products, not **: float ** raises OverflowError on float64 extremes where * gives inf.
+        skew = math.sqrt(count) * moments.m3 / (moments.m2 * math.sqrt(moments.m2)) if moments.m2 > 0 else 0.0
         kurt = count * moments.m4 / (moments.m2 * moments.m2) - 3.0 if moments.m2 > 0 else 0.0
-        rms = math.sqrt(moments.m2 / count + moments.mean**2) if count else 0.0
+        rms = math.sqrt(moments.m2 / count + moments.mean * moments.mean) if count else 0.0
     else:
         std = skew = kurt = rms = math.nan
     n_zero = sum(p.n_zero for p in parts)

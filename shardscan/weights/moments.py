@@ -32,7 +32,11 @@ class Moments:
         return cls(count, nan, nan, nan, nan)
 
     def merge(self, other: Moments) -> Moments:
-        """Pebay (2008) eq. 3.1 / Chan et al.: exact in real arithmetic, associative up to rounding."""
+        """Pebay (2008) eq. 3.1 / Chan et al.: exact in real arithmetic, associative up to rounding.
+
+        Powers are written as products: float ``**`` raises OverflowError where ``*`` gives inf,
+        and float64 tensors holding values near 1e300 (W2 evidence) must not abort the analysis.
+        """
         if other.count == 0:
             return self
         if self.count == 0:
@@ -52,7 +56,7 @@ class Moments:
         m4 = (
             self.m4
             + other.m4
-            + delta * delta_n**3 * na * nb * (na * na - na * nb + nb * nb)
+            + delta * (delta_n * delta_n * delta_n) * na * nb * (na * na - na * nb + nb * nb)
             + 6.0 * delta_n * delta_n * (na * na * other.m2 + nb * nb * self.m2)
             + 4.0 * delta_n * (na * other.m3 - nb * self.m3)
         )

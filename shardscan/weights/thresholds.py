@@ -21,8 +21,9 @@ SUB_BLOCK_ELEMENTS = 65_536
 #: measured ~1.5x faster than 2**18 despite 4x more NumPy calls.
 CHUNK_ELEMENTS = 2**16
 
-#: Elements per step of the W5 header prefilter: its per-step cost is mostly fixed Python work on
-#: the few candidates, so it takes larger steps than the statistics (uint8 planes stay small).
+#: Elements per step of the W5 header prefilter's byte-plane compares, and the unit of the order
+#: in which candidates are validated (which fixes where the per-block caps cut the search). The
+#: candidate stage runs once per block; 2**16 to 2**18 measured the same (bandwidth-bound compares).
 HEADER_CHUNK_ELEMENTS = 2**18
 
 #: Elements per batch of the low-16-bit histogram (see blocks._low16_hist).
@@ -75,10 +76,11 @@ W3_ROW_ALIGNED_MIN_DENSITY = 0.5
 
 # --- W4 EvilModel substitution -----------------------------------------------------------------
 
-#: pairdev below this flags a sub-block. Benign minimum was 0.126 on 1,051 blocks; the floor sits
-#: a third below it (0.08) as a margin for a larger corpus, accepting a lower detection rate than
-#: the measured 92.6 % (random payload) / 76.4 % (ELF payload) at the benign minimum.
-W4_PAIRDEV_FLOOR = 0.08
+#: pairdev below this flags a sub-block. Benign minimum was 0.126 on 1,051 real blocks (WEIGHTS.md,
+#: 92.6 % of random-payload substitutions caught at that value); the floor sits a fifth below it as
+#: a margin for a larger corpus. On 40 synthetic substitutions of N(0, 0.02) weights it caught 95 %
+#: (0.08 caught 87.5 %); synthetic benign initialisations stay above 0.78.
+W4_PAIRDEV_FLOOR = 0.10
 
 #: Both binades of an exponent pair need at least this many elements for the pair to count
 #: (WEIGHTS.md definition of pairdev: counts >= 50). Below it log2 ratios are sampling noise.
