@@ -72,13 +72,13 @@ def with_peak(cmd: list[str]) -> list[str]:
     return [sys.executable, "-c", PEAK, *cmd[1:]]
 
 
-def scan_cmd(path: Path) -> list[str]:
-    return [sys.executable, "-m", "shardscan", "scan", "--quiet", "--no-cache", str(path)]
+def scan_cmd(path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "shardscan", "scan", "--quiet", "--no-cache", *extra, str(path)]
 
 
-def scan_measure(path: Path) -> tuple[float, float]:
+def scan_measure(path: Path, *extra: str) -> tuple[float, float]:
     """Time without the wrapper, peak memory with it."""
-    return measure(scan_cmd(path))[0], measure(with_peak(scan_cmd(path)), repeat=1)[1]
+    return measure(scan_cmd(path, *extra))[0], measure(with_peak(scan_cmd(path, *extra)), repeat=1)[1]
 
 
 def row(label: str, size: int, scan: tuple[float, float], raw: tuple[float, float]) -> None:
@@ -115,7 +115,9 @@ def main() -> None:
     if not tz.exists():
         torch_zip(tz, int(args.torch_gb * (1 << 30)))
     measure([*raw_cmd, str(tz)], repeat=1)  # warm the page cache
-    row("PyTorch zip checkpoint", tz.stat().st_size, scan_measure(tz), measure([*raw_cmd, str(tz)]))
+    raw = measure([*raw_cmd, str(tz)])
+    row("PyTorch zip checkpoint", tz.stat().st_size, scan_measure(tz), raw)
+    row("  the same, --weights off", tz.stat().st_size, scan_measure(tz, "--weights", "off"), raw)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ MAX_PERSISTENT_KEPT = 1_000_000
 MAX_SECRETS = 8
 #: Smallest bytes constant searched for machine code: no executable header is shorter.
 MIN_EXECUTABLE = 64
+#: Bytes of a constant's head read to validate an executable header (a PE's e_lfanew may point
+#: a few KiB in).
+EXECUTABLE_HEAD = 8192
 #: The joblib class whose BUILD is followed by raw array bytes in the stream itself.
 JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 
@@ -422,10 +425,12 @@ class PickleMachine:
         return text
 
     def _bytes(self, data: bytes | Blob, off: int) -> bytes | Blob:
-        """A bytes constant kept in memory, searched for machine code (BIN001): pickled bytes
-        are a dropper's way to ship a binary that a later stage writes out and runs."""
+        """A bytes constant kept in memory, checked for machine code (BIN001): pickled bytes
+        are a dropper's way to ship a binary that a later stage writes out and runs, and such a
+        binary sits at (or near) the start of the constant. Only the head is read: NumPy pickles
+        hold megabytes of array bytes in constants, and searching them all doubled their scan."""
         if isinstance(data, bytes) and len(data) >= MIN_EXECUTABLE and self._executables < MAX_SECRETS:
-            for hit in indicators.find_executables(data):
+            for hit in indicators.find_executables(data[:EXECUTABLE_HEAD]):
                 if hit.native:
                     self._executables += 1
                     self.facts.events.append(Event("BIN001", off, f"bytes constant holds {hit.kind}: {hit.detail}",
