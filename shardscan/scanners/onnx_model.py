@@ -35,6 +35,7 @@ is reported (ONX110), bytes that are not protobuf too (ONX111), with what was fo
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -220,10 +221,7 @@ class _Tensor:
 
     @property
     def elements(self) -> int:
-        n = 1
-        for d in self.dims:
-            n *= d
-        return n
+        return math.prod(self.dims)
 
     def data(self, g: Field) -> None:
         """Note where a data field's bytes are (raw_data, packed or unpacked floats, varints)."""

@@ -8,6 +8,7 @@ PyTorch data.pkl); it says where each tensor's bytes are as a `TensorSpan` in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 #: Key of `UnitResult.partials` holding a scanner's list of TensorSpan.
@@ -42,10 +43,7 @@ class TensorSpan:
 
     @property
     def elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def row_length(self) -> int | None:
