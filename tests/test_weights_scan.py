@@ -238,6 +238,29 @@ def _weights_summary(run) -> list[tuple]:
             for o in run.objects]
 
 
+def crash_on_weights(task):
+    """A task function whose worker dies on any weight block (module level: pools pickle it)."""
+    import os
+
+    from shardscan.pipeline.tasks import WeightWork, run_task
+
+    if any(isinstance(w, WeightWork) for w in task.works):
+        os._exit(17)
+    return run_task(task)
+
+
+def test_a_worker_dying_on_weight_blocks_costs_only_the_analysis(tampered: Path):
+    from shardscan.pipeline.session import ScanConfig, scan
+
+    run = scan([str(tampered)], ScanOptions(), ScanConfig(workers=2, chunk_size=4 << 20, task_fn=crash_on_weights))
+    by_name = {o.object.uri.rsplit("/", 1)[-1]: o for o in run.objects}
+    big = by_name["a.safetensors"]
+    assert big.status == Status.SCANNED and big.format == "safetensors"
+    assert big.weights["tensors"] == 0 and big.weights["skipped"]["analysis failed"]["tensors"] == 2
+    assert [f.rule_id for f in big.findings] == ["WGT006"]
+    assert by_name["c.pt"].weights["tensors"] == 4  # small: analysed inside its scan task
+
+
 def test_blocks_spread_over_1_2_and_7_workers_give_identical_findings(tampered: Path):
     from shardscan.pipeline.session import ScanConfig, scan
 

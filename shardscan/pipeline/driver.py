@@ -343,6 +343,10 @@ class Pipeline:
             # kills its worker ends in error and its batch mates are still scanned.
             self._isolated.extend(works)
             return
+        if outcome.results is None and isinstance(works[0], WeightWork):
+            # Statistics that kill their worker cost that tensor's analysis, not the object.
+            self._on_weights(WorkResult(works[0], error=FAILED))
+            return
         if outcome.results is None:
             self._fail(works[0].ref.uri, outcome.failure or "task failed")
             return
