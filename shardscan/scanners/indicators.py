@@ -139,8 +139,24 @@ SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"|access[_-]?key|secret[_-]?key|auth)\s*[=:]\s*['\"]?)(?P<v>[^\s'\"<>]{8,})", _I)),
 )
 #: Cheap screen: text matching none of these holds none of the secrets above.
-_SECRET_SCREEN = re.compile(r"PRIVATE KEY|AKIA|ASIA|secret|gh[pousr]_|github_pat_|hf_|_live_|sk-|xox|AIza|eyJ"
-                            r"|://|[?&]|passw|pwd|token|key|auth", _I)
+#: kind -> (literals every match contains, whether they are matched case-insensitively). A kind
+#: whose literals are all absent is not searched: a substring test runs at memory speed, each
+#: pattern at about 30 MB/s (a 19 MB tokenizer.json took 5.8 s through all of them).
+_GATES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "private key": (("PRIVATE KEY",), False),
+    "AWS access key id": (("AKIA", "ASIA"), False),
+    "AWS secret access key": (("secret",), True),
+    "GitHub token": (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), False),
+    "Hugging Face token": (("hf_",), False),
+    "Stripe key": (("k_live_",), False),
+    "API key": (("sk-",), False),
+    "Slack token": (tuple(f"xox{c}-" for c in "abposr"), False),
+    "Google API key": (("AIza",), False),
+    "JSON web token": (("eyJ",), False),
+    "password in URL": (("://",), False),
+    "credential in URL parameter": (("=",), False),
+    "assigned secret": (("pass", "pwd", "secret", "token", "key", "auth"), True),
+}
 _AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9/+])(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 AWS_NEAR = 256
@@ -151,13 +167,27 @@ def _aws_secret_shape(v: str) -> bool:
             and not _HEX.fullmatch(v))
 
 
-def find_secrets(text: str) -> list[Secret]:
-    """Secrets in `text`, in order and not overlapping (a conclusive shape wins over an
-    assignment, then the earliest and longest)."""
-    if not _SECRET_SCREEN.search(text):
-        return []
-    found: list[tuple[int, int, str, str, int]] = []  # start, end, kind, prefix, length
+def _gated(text: str, kinds: frozenset[str] | None) -> list[tuple[str, re.Pattern[str]]]:
+    """The patterns worth running on `text`: wanted, and with one of their literals present."""
+    lowered: str | None = None
+    out = []
     for kind, pattern in SECRET_PATTERNS:
+        if kinds is not None and kind not in kinds:
+            continue
+        literals, fold = _GATES[kind]
+        if fold and lowered is None:
+            lowered = text.lower()
+        haystack = lowered if fold else text
+        if any(lit in haystack for lit in literals):  # type: ignore[operator]
+            out.append((kind, pattern))
+    return out
+
+
+def find_secrets(text: str, kinds: frozenset[str] | None = None) -> list[Secret]:
+    """Secrets in `text` (of `kinds`, default all), in order and not overlapping (a conclusive
+    shape wins over an assignment, then the earliest and longest)."""
+    found: list[tuple[int, int, str, str, int]] = []  # start, end, kind, prefix, length
+    for kind, pattern in _gated(text, kinds):
         for m in pattern.finditer(text):
             start = m.start("p") if "p" in pattern.groupindex and m.group("p") is not None else m.start("v")
             found.append((start, m.end("v"), kind, text[start:m.start("v")], m.end("v") - m.start("v")))
@@ -236,8 +266,9 @@ def _placeholder(value: str) -> bool:
 def secrets_in(value: str, key: str = "", *, strong_only: bool = False) -> list[Secret]:
     """Secrets in `key` and `value`, and the whole value when `key` names a credential and the
     value has a credential's shape (no known prefix needed: `"password": "hunter2hunter2"`)."""
-    found = [s for text in (key, value) if text for s in find_secrets(text)
-             if (not strong_only or s.kind in STRONG_KINDS) and not _placeholder(text[s.end - s.length:s.end])]
+    kinds = STRONG_KINDS if strong_only else None
+    found = [s for text in (key, value) if text for s in find_secrets(text, kinds)
+             if not _placeholder(text[s.end - s.length:s.end])]
     if key and not found and CREDENTIAL_KEY.search(key) and CREDENTIAL_SHAPE.fullmatch(value.strip()):
         found.append(Secret("credential-named value", 0, len(value), "", len(value)))
     return found[:MAX_MATCHES]
