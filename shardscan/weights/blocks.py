@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shardscan.weights.exponents import pairdev_rows
-from shardscan.weights.lowbits import HeaderHit, find_headers
+from shardscan.weights.lowbits import HeaderHit, find_headers, headers_at, search_plan
 from shardscan.weights.moments import Moments, chunk_moments
 from shardscan.weights.thresholds import (
     BLOCK_ELEMENTS,
@@ -69,6 +69,22 @@ _KEY_PER_SUB = EXPONENT_BINS * _TZ_CODES
 _LOW16_BINS = 1 << 16
 _F64_EXP_OFFSET = 1023 - 127  # float64 biased exponent -> fp32 biased exponent (even: parity kept)
 _F16_MIN_NORMAL_FP32_EXP = 113  # fp16 normals are >= 2**-14 = fp32 biased exponent 113
+
+try:  # the compiled default pass; setup.py builds it wherever a C compiler is found
+    from shardscan.weights import _blockpass as _compiled
+except ImportError:  # pragma: no cover - exercised on installs without a compiler
+    _compiled = None
+#: dtype -> the compiled pass's code for it (F64 stays on the NumPy path: rare in model files).
+_COMPILED_CODES = {"F32": 0, "F16": 1, "BF16": 2}
+#: The numbers the compiled pass decides with, from thresholds.py: sub-block size, indices kept,
+#: lowest k whose low-trailing-zero list is kept, and the W2 limit as float32 magnitude bits
+#: (NumPy compares float32 values with the limit in float32 too).
+_COMPILED_LIMITS = (
+    SUB_BLOCK_ELEMENTS,
+    FIRST_INDICES_KEPT,
+    W3_MIN_K0,
+    int(np.float32(W2_MAGNITUDE_LIMIT).view(np.uint32)),
+)
 
 _SUBKEY = ((np.arange(CHUNK_ELEMENTS, dtype=np.uint32) // SUB_BLOCK_ELEMENTS) * _KEY_PER_SUB).astype(np.uint32)
 _ALIGN = 64
@@ -142,6 +158,7 @@ class _Scratch:
     x64: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float64))
     d64: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float64))
     p64: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float64))
+    cand: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))  # compiled W5 candidates
 
 
 _LOCAL = threading.local()
@@ -233,12 +250,15 @@ class _Accumulator:
             self.sub_hists = kc.sum(axis=2)
             self.tz_hist = _fold_tz(kc[:, : EXPONENT_BINS - 1, :].sum(axis=(0, 1)))
             if self.dtype != "F64":  # chunk64 counts its own (float64 binades do not map 1:1)
-                # Zeros: exponent 0 with an all-zero mantissa. The rest of the small exponents are
-                # subnormals of the on-disk dtype (fp16 subnormals are fp32 normals below 2**-14).
-                small = int(self.sub_hists[:, : _F16_MIN_NORMAL_FP32_EXP if self.dtype == "F16" else 1].sum())
                 self.n_zero = int(kc[:, 0, _TZ_CODE_ALL_ZERO].sum())
-                self.n_subnormal = small - self.n_zero
+                self.count_subnormals()
         self.w4()
+
+    def count_subnormals(self) -> None:
+        """Zeros are exponent 0 with an all-zero mantissa; the rest of the small exponents are
+        subnormals of the on-disk dtype (fp16 subnormals are fp32 normals below 2**-14)."""
+        small = int(self.sub_hists[:, : _F16_MIN_NORMAL_FP32_EXP if self.dtype == "F16" else 1].sum())
+        self.n_subnormal = small - self.n_zero
 
     def w4(self) -> None:
         """Lowest pairdev over the block's full sub-blocks with enough qualifying pairs."""
@@ -410,6 +430,64 @@ def _low16_hist(bits: np.ndarray, s: _Scratch) -> np.ndarray:
     return hist
 
 
+def _numpy_pass(bits: np.ndarray, dtype: str, start: int, row_length: int | None, deep: bool) -> _Accumulator:
+    """The statistics of one block with vectorised NumPy, chunk by chunk: the reference the
+    compiled pass must equal, and the path for F64, `deep` and installs without a compiler."""
+    n = bits.shape[0]
+    acc = _Accumulator(dtype, start, n, row_length, deep)
+    s = _scratch()
+    for offset in range(0, n, CHUNK_ELEMENTS):
+        chunk = bits[offset : offset + CHUNK_ELEMENTS]
+        c = chunk.shape[0]
+        if dtype == "F32":
+            acc.chunk32(chunk, offset, s)
+        elif dtype == "F64":
+            acc.chunk64(chunk, offset, s)
+        else:
+            up = s.up32[:c]
+            if dtype == "BF16":
+                np.copyto(up, chunk, casting="safe")
+                np.left_shift(up, 16, out=up)
+            else:
+                np.copyto(up.view(np.float32), chunk.view(np.float16), casting="safe")
+            acc.chunk32(up, offset, s)
+
+    acc.finish()
+    return acc
+
+
+def _compiled_pass(
+    bits: np.ndarray, dtype: str, start: int, row_length: int | None, tail: np.ndarray | None
+) -> tuple[_Accumulator, tuple[HeaderHit, ...], bool]:
+    """The default pass by the compiled module: one loop over the elements instead of NumPy's
+    ten passes per chunk; the same accumulator state and header hits, bit for bit."""
+    n = bits.shape[0]
+    acc = _Accumulator(dtype, start, n, row_length, deep=False)
+    acc.sub_hists = np.empty((-(-n // SUB_BLOCK_ELEMENTS), EXPONENT_BINS), dtype=np.int64)
+    s = _scratch()
+    if s.cand.shape[0] < n:  # allocated on first use: NumPy-path threads never pay for it
+        s.cand = np.empty(BLOCK_ELEMENTS, dtype=np.int32)
+    widths = W5_LOW_BIT_WIDTHS[bits.dtype.itemsize]
+    tail_bits = int(np.ascontiguousarray(tail[:1]).view(bits.dtype)[0]) if tail is not None and tail.shape[0] else -1
+    assert _compiled is not None
+    (acc.n_nan, acc.n_posinf, acc.n_neginf, acc.n_zero, tz, lo, hi, nonfinite, huge, low_tz, n_cand) = (
+        _compiled.default_pass(
+            bits, _COMPILED_CODES[dtype], start, _COMPILED_LIMITS, search_plan(bits.dtype.itemsize, widths).pair_table,
+            tail_bits, acc.sub_hists, s.cand,
+        )
+    )
+    acc.n_finite = n - acc.n_nan - acc.n_posinf - acc.n_neginf
+    if lo is not None:
+        acc.min, acc.max = lo, hi
+    acc.tz_hist = np.array(tz, dtype=np.int64)
+    acc.first_nonfinite, acc.first_huge = list(nonfinite), list(huge)
+    acc.first_low_tz = [list(k) for k in low_tz]
+    acc.count_subnormals()
+    acc.w4()
+    hits, truncated = headers_at(s.cand[:n_cand].astype(np.int64), bits, start, widths, tail)
+    return acc, hits, truncated
+
+
 def block_partial(
     raw: np.ndarray,
     dtype: str,
@@ -447,36 +525,20 @@ def block_partial(
     if raw.dtype.byteorder == ">":
         raise BlockError("raw elements must be little-endian (byte-swap in the format layer)")
     bits = np.ascontiguousarray(raw).view(utype)
-    n = bits.shape[0]
     start = index * BLOCK_ELEMENTS
-    acc = _Accumulator(dtype, start, n, row_length, deep)
-    s = _scratch()
-    for offset in range(0, n, CHUNK_ELEMENTS):
-        chunk = bits[offset : offset + CHUNK_ELEMENTS]
-        c = chunk.shape[0]
-        if dtype == "F32":
-            acc.chunk32(chunk, offset, s)
-        elif dtype == "F64":
-            acc.chunk64(chunk, offset, s)
-        else:
-            up = s.up32[:c]
-            if dtype == "BF16":
-                np.copyto(up, chunk, casting="safe")
-                np.left_shift(up, 16, out=up)
-            else:
-                np.copyto(up.view(np.float32), chunk.view(np.float16), casting="safe")
-            acc.chunk32(up, offset, s)
-
-    acc.finish()
+    if _compiled is not None and not deep and dtype in _COMPILED_CODES:
+        acc, hits, truncated = _compiled_pass(bits, dtype, start, row_length, tail)
+    else:
+        acc = _numpy_pass(bits, dtype, start, row_length, deep)
+        hits, truncated = find_headers(bits, start, W5_LOW_BIT_WIDTHS[itemsize], tail)
     low_byte_hist = mid_hist = None
     if deep:
-        low16 = _low16_hist(bits, s).reshape(BYTE_BINS, BYTE_BINS)  # [bits 8-15, bits 0-7]
+        low16 = _low16_hist(bits, _scratch()).reshape(BYTE_BINS, BYTE_BINS)  # [bits 8-15, bits 0-7]
         low_byte_hist, mid_hist = low16.sum(axis=0), low16.sum(axis=1)
-    hits, truncated = find_headers(bits, start, W5_LOW_BIT_WIDTHS[itemsize], tail)
     return BlockPartial(
         index=index,
         dtype=dtype,
-        n=n,
+        n=bits.shape[0],
         n_nan=acc.n_nan,
         n_posinf=acc.n_posinf,
         n_neginf=acc.n_neginf,

@@ -9,6 +9,7 @@ of the few bytes that fix each magic, and exact validation in Python of the rare
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -217,6 +218,38 @@ def _buffers(n: int, planes: int) -> _Buffers:
     return buf
 
 
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """The streams searched for one element size, and the byte pairs that can start a magic."""
+
+    layouts: list[tuple[int, str, tuple[int, ...]]]
+    cols_used: list[int]
+    keys: list[tuple[int, int, bool]]  # (column of byte j, column of byte j+1, in the next element)
+    width_of: np.ndarray
+    col_table: np.ndarray
+    #: 512 bytes, nonzero at (first-byte columns | second-byte columns << 3 | the next element's
+    #: second-byte columns << 6) when one of `keys` pairs them: the compiled prefilter's test.
+    pair_table: bytes
+
+
+@functools.lru_cache(maxsize=8)
+def search_plan(itemsize: int, widths: tuple[int, ...]) -> SearchPlan:
+    layouts = stream_layouts(itemsize, widths)
+    keys = sorted({_pair_key(cols, j) for _, _, cols in layouts for j in range(len(cols))})
+    width_of = np.array([len(cols) for _, _, cols in layouts], dtype=np.int64)
+    col_table = np.zeros((len(layouts), int(width_of.max())), dtype=np.int64)
+    for sid, (_, _, cols) in enumerate(layouts):
+        col_table[sid, : len(cols)] = cols
+    table = bytearray(512)
+    for index in range(512):
+        first, second, second_next = index & 7, (index >> 3) & 7, index >> 6
+        table[index] = any(
+            first >> a & 1 and (second_next if cross else second) >> b & 1 for a, b, cross in keys
+        )
+    cols_used = sorted({c for _, _, cols in layouts for c in cols})
+    return SearchPlan(layouts, cols_used, keys, width_of, col_table, bytes(table))
+
+
 def find_headers(
     bits: np.ndarray,
     first_element: int,
@@ -231,37 +264,26 @@ def find_headers(
 
     Two stages. The vectorised one runs in steps of HEADER_CHUNK_ELEMENTS and only writes the byte
     planes and one "some pair of magic bytes starts here" mask for the whole block. The candidate
-    stage then runs once per block rather than once per step: it is ~100 small NumPy calls whose
-    fixed cost (~0.5 ms) used to be paid four times per block. Candidates are validated in the
-    order the per-step search used (step, magic, stream, byte, element), so the candidate and hit
-    caps cut the search at exactly the same place.
+    stage (headers_at) then runs once per block rather than once per step: it is ~100 small NumPy
+    calls whose fixed cost (~0.5 ms) used to be paid four times per block.
     """
     itemsize = bits.dtype.itemsize
-    planes2d = bits.view(np.uint8).reshape(-1, itemsize)
-    tail2d = None if tail is None else np.ascontiguousarray(tail).view(np.uint8).reshape(-1, itemsize)
-    src = _Planes(planes2d, tail2d)
-    layouts = stream_layouts(itemsize, widths)
-    cols_used = sorted({c for _, _, cols in layouts for c in cols})
-    keys = sorted({_pair_key(cols, j) for _, _, cols in layouts for j in range(len(cols))})
-    width_of = np.array([len(cols) for _, _, cols in layouts], dtype=np.int64)
-    col_table = np.zeros((len(layouts), int(width_of.max())), dtype=np.int64)
-    for sid, (_, _, cols) in enumerate(layouts):
-        col_table[sid, : len(cols)] = cols
+    plan = search_plan(itemsize, widths)
     n = bits.shape[0]
     if n == 0:
         return (), False
     has_next = tail is not None and tail.shape[0] > 0
     # Block-wide byte planes plus one slot for the first tail element; without a tail that slot
     # stays 0, which is in neither byte class, so no pair crosses the block's end.
-    buf = _buffers(n, len(cols_used))
-    plane = {c: buf.planes[i, : n + 1] for i, c in enumerate(cols_used)}
+    buf = _buffers(n, len(plan.cols_used))
+    plane = {c: buf.planes[i, : n + 1] for i, c in enumerate(plan.cols_used)}
     for p in plane.values():
         p[n] = 0
     any_pair = buf.any_pair[:n]
     size = min(n, HEADER_CHUNK_ELEMENTS) + 1
     shifted = buf.shifted.view(bits.dtype)[:size]
-    first = {c: buf.first[i, :size] for i, c in enumerate(cols_used)}
-    second = {c: buf.second[i, :size] for i, c in enumerate(cols_used)}
+    first = {c: buf.first[i, :size] for i, c in enumerate(plan.cols_used)}
+    second = {c: buf.second[i, :size] for i, c in enumerate(plan.cols_used)}
     tmp = buf.tmp[:size]
     for start in range(0, n, HEADER_CHUNK_ELEMENTS):
         stop = min(n, start + HEADER_CHUNK_ELEMENTS)
@@ -273,7 +295,7 @@ def find_headers(
         else:
             ext = bits[start:stop]
         e = ext.shape[0]
-        for c in cols_used:
+        for c in plan.cols_used:
             out = plane[c][start : start + e]
             if c == 0:
                 np.copyto(out, ext, casting="unsafe")  # truncating cast keeps the low byte
@@ -283,7 +305,7 @@ def find_headers(
             _byte_class(out, _FIRST_BYTES, first[c][:e], tmp[:e])
             _byte_class(out, _SECOND_BYTES, second[c][:e], tmp[:e])
         acc = any_pair[start:stop]
-        for i, (a, b, cross) in enumerate(keys):
+        for i, (a, b, cross) in enumerate(plan.keys):
             sec = second[b][1:e] if cross else second[b][:m]
             k = sec.shape[0]  # m, or m - 1 for a cross pair at the block's end without a tail
             if i == 0:
@@ -292,28 +314,35 @@ def find_headers(
             else:
                 np.logical_and(first[a][:k], sec, out=tmp[:k])
                 np.logical_or(acc[:k], tmp[:k], out=acc[:k])
-    cand = np.flatnonzero(any_pair)
+    return headers_at(np.flatnonzero(any_pair), bits, first_element, widths, tail)
+
+
+def headers_at(
+    cand: np.ndarray,
+    bits: np.ndarray,
+    first_element: int,
+    widths: tuple[int, ...],
+    tail: np.ndarray | None = None,
+) -> tuple[tuple[HeaderHit, ...], bool]:
+    """The headers among prefilter candidates (ascending block-relative elements where some byte
+    pair of a magic starts): exact magic per (candidate, stream, byte), the vectorised field
+    check, then validation in Python of the few survivors, in (step, magic, stream, byte,
+    element) order, so the candidate and hit caps cut the search at the same place whichever
+    prefilter (NumPy or compiled) found the candidates."""
     if cand.size == 0:
         return (), False
-    return _validate_candidates(cand, plane, keys, layouts, src, col_table, width_of, first_element)
-
-
-def _validate_candidates(
-    cand: np.ndarray,
-    plane: dict[int, np.ndarray],
-    keys: list[tuple[int, int, bool]],
-    layouts: list[tuple[int, str, tuple[int, ...]]],
-    src: _Planes,
-    col_table: np.ndarray,
-    width_of: np.ndarray,
-    first_element: int,
-) -> tuple[tuple[HeaderHit, ...], bool]:
-    """Exact magic per (candidate, stream, byte), the vectorised field check, then validation in
-    Python of the few survivors, in (step, magic, stream, byte, element) order."""
+    itemsize = bits.dtype.itemsize
+    plan = search_plan(itemsize, widths)
+    planes2d = bits.view(np.uint8).reshape(-1, itemsize)
+    tail2d = None if tail is None else np.ascontiguousarray(tail).view(np.uint8).reshape(-1, itemsize)
+    src = _Planes(planes2d, tail2d)
+    layouts = plan.layouts
     kinds_by_key = {}
-    for a, b, cross in keys:
-        nxt = cand + 1 if cross else cand  # plane slot n is the first tail element (or 0)
-        kinds_by_key[(a, b, cross)] = _FIRST[plane[a][cand]] & _SECOND[plane[b][nxt]]
+    for a, b, cross in plan.keys:
+        nxt = cand + 1 if cross else cand
+        here = planes2d[cand, a]
+        after = np.maximum(src.gather(nxt, np.full(nxt.shape, b)), 0)  # past the tail: no byte class
+        kinds_by_key[(a, b, cross)] = _FIRST[here] & _SECOND[after]
     rows: list[tuple[np.ndarray, int, int, np.ndarray]] = []
     for sid, (_, _, cols) in enumerate(layouts):
         for j in range(len(cols)):
@@ -327,7 +356,7 @@ def _validate_candidates(
     js = np.concatenate([np.full(r[0].shape[0], r[1], dtype=np.int64) for r in rows])
     sids = np.concatenate([np.full(r[0].shape[0], r[2], dtype=np.int64) for r in rows])
     kinds = np.concatenate([r[3] for r in rows])
-    got = _gather_streams(src, elems, js, sids, col_table, width_of, _CHECK_OFFSETS)
+    got = _gather_streams(src, elems, js, sids, plan.col_table, plan.width_of, _CHECK_OFFSETS)
     # Survivors of each magic's field check, tagged with the per-step order: rows are already in
     # (stream, byte, element) order, so a stable sort on (step, magic rank) restores it.
     picks = [np.flatnonzero(((kinds & kind) != 0) & _prefilter_ok(kind, got)) for kind in _KIND_ORDER]
