@@ -401,12 +401,93 @@ static void pass16(const uint16_t *data, int code, Py_ssize_t n, const limits_t 
     *n_cand = nc;
 }
 
+/* ---- W5 field check of the candidates --------------------------------------------------------
+ * The same test as lowbits.headers_at's vectorised stage: for each candidate element, stream
+ * and byte where the two bytes of a magic start, the bytes at CHECK_OFFSETS of that stream must
+ * fit the magic's fixed fields. Survivors go back to Python for the exact validation. */
+
+#define KIND_ELF 1
+#define KIND_PE 2
+#define KIND_ZIP 4
+#define KIND_SHEBANG 8
+static uint8_t first_kind[256], second_kind[256];
+static const int check_offsets[9] = {0, 1, 2, 3, 4, 5, 6, 0x3E, 0x3F};
+
+typedef struct {
+    const void *data, *tail;
+    int code;
+    Py_ssize_t n, tail_n;
+} source_t;
+
+/* Byte `col` of element `elem` of the block followed by its tail; -1 past the tail. */
+static inline int byte_at(const source_t *src, Py_ssize_t elem, int col)
+{
+    if (elem < src->n)
+        return (int)((raw_bits(src->data, src->code, elem) >> (8 * col)) & 0xFFu);
+    elem -= src->n;
+    if (elem < src->tail_n)
+        return (int)((raw_bits(src->tail, src->code, elem) >> (8 * col)) & 0xFFu);
+    return -1;
+}
+
+static int fields_fit(int kind, const int *b)
+{
+    switch (kind) {
+    case KIND_ELF:
+        return b[2] == 'L' && b[3] == 'F' && (b[4] == 1 || b[4] == 2) && (b[5] == 1 || b[5] == 2) && b[6] == 1;
+    case KIND_ZIP:
+        return b[2] == 3 && b[3] == 4 && b[5] == 0;
+    case KIND_SHEBANG:
+        return b[2] == '/';
+    default: /* PE: e_lfanew <= 0x1000 means its two high bytes are zero */
+        return b[7] == 0 && b[8] == 0;
+    }
+}
+
+/* Writes (element, byte, stream, magic rank) per survivor; -1 if more than `room` survive (the
+ * caller then runs the NumPy stage on the candidates, whose caps decide where to stop). */
+static Py_ssize_t field_check(const source_t *src, const int32_t *cand, Py_ssize_t n_cand,
+                              const uint8_t *streams, int n_streams, int32_t *out, Py_ssize_t room)
+{
+    Py_ssize_t k = 0;
+    for (Py_ssize_t c = 0; c < n_cand; c++) {
+        Py_ssize_t elem = cand[c];
+        for (int sid = 0; sid < n_streams; sid++) {
+            int w = streams[4 * sid];
+            const uint8_t *cols = streams + 4 * sid + 1;
+            for (int j = 0; j < w; j++) {
+                int second = byte_at(src, elem + (j + 1) / w, cols[(j + 1) % w]);
+                int kind = first_kind[byte_at(src, elem, cols[j])] & (second < 0 ? 0 : second_kind[second]);
+                if (!kind)
+                    continue;
+                int b[9];
+                for (int o = 0; o < 9; o++) {
+                    Py_ssize_t pos = elem * w + j + check_offsets[o];
+                    b[o] = byte_at(src, pos / w, cols[pos % w]);
+                }
+                if (!fields_fit(kind, b))
+                    continue;
+                if (k >= room)
+                    return -1;
+                out[4 * k] = (int32_t)elem;
+                out[4 * k + 1] = j;
+                out[4 * k + 2] = sid;
+                out[4 * k + 3] = kind == KIND_ELF ? 0 : kind == KIND_PE ? 1 : kind == KIND_ZIP ? 2 : 3;
+                k++;
+            }
+        }
+    }
+    return k;
+}
+
 static void init_tables(void)
 {
     static const char first[] = {0x7F, 'M', 'P', '#'}, second[] = {'E', 'Z', 'K', '!'};
     for (int i = 0; i < 4; i++) {
         byte_class[(uint8_t)first[i]] |= 1;
         byte_class[(uint8_t)second[i]] |= 2;
+        first_kind[(uint8_t)first[i]] = (uint8_t)(1 << i);
+        second_kind[(uint8_t)second[i]] = (uint8_t)(1 << i);
     }
     init_runs(0, CODE_F16);
     init_runs(1, CODE_BF16);
@@ -466,28 +547,30 @@ static PyObject *index_tuple(const int64_t *v, int n)
 }
 
 PyDoc_STRVAR(default_pass_doc,
-"default_pass(data, code, start, limits, pair_table, tail, sub_hists, cand) -> tuple\n\n"
+"default_pass(data, code, start, limits, pair_table, tail, sub_hists, cand, streams, survivors)\n\n"
 "One block's default pass. data: the block's on-disk elements (code 0 F32, 1 F16, 2 BF16);\n"
 "start: tensor-wide index of its first element; limits: (sub_block, kept, min_k, huge_bits);\n"
 "pair_table: 512 bytes, nonzero where (first bits | second bits << 3 | next second bits << 6)\n"
-"is a candidate; tail: the raw bits of the element after the block, or -1; sub_hists: writable\n"
-"int64 buffer of ceil(n / sub_block) * 256; cand: writable int32 buffer of n, where the\n"
-"block-relative candidate elements are written in ascending order.\n"
+"is a candidate; tail: the elements after the block (may be empty); sub_hists: writable int64\n"
+"buffer of ceil(n / sub_block) * 256; cand: writable int32 buffer of n, where the block-relative\n"
+"candidate elements are written in ascending order; streams: 4 bytes per W5 stream (width,\n"
+"columns); survivors: writable int32 buffer of 4-tuples (element, byte, stream, magic rank).\n"
 "Returns (n_nan, n_posinf, n_neginf, n_zero, tz_hist, min, max, first_nonfinite, first_huge,\n"
-"first_low_tz, n_cand); min/max are None when no element is finite.");
+"first_low_tz, n_cand, n_survivors); min/max are None when no element is finite, n_survivors\n"
+"is -1 when they did not fit.");
 
 static PyObject *default_pass(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    Py_buffer data, table, hists, cands;
+    Py_buffer data, table, hists, cands, tail_data, streams, surv;
     int code;
     long long start;
-    long tail;
+    long tail = -1;
     Py_ssize_t sub_block;
     int kept, min_k;
     unsigned long huge;
     PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iL(niik)y*lw*w*", &data, &code, &start, &sub_block, &kept, &min_k,
-                          &huge, &table, &tail, &hists, &cands))
+    if (!PyArg_ParseTuple(args, "y*iL(niik)y*y*w*w*y*w*", &data, &code, &start, &sub_block, &kept, &min_k,
+                          &huge, &table, &tail_data, &hists, &cands, &streams, &surv))
         return NULL;
     Py_ssize_t item = code == CODE_F32 ? 4 : 2;
     Py_ssize_t n = data.len / item;
@@ -496,7 +579,8 @@ static PyObject *default_pass(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "data is not whole elements of a supported dtype");
         goto done;
     }
-    if (sub_block <= 0 || kept < 0 || kept > 64 || min_k < 1 || min_k > TZ_MAX_K || table.len != 512) {
+    if (sub_block <= 0 || kept < 0 || kept > 64 || min_k < 1 || min_k > TZ_MAX_K || table.len != 512 ||
+        tail_data.len % item || streams.len % 4 || surv.len % 16) {
         PyErr_SetString(PyExc_ValueError, "bad limits or pair table");
         goto done;
     }
@@ -517,6 +601,17 @@ static PyObject *default_pass(PyObject *Py_UNUSED(self), PyObject *args)
     }
     limits_t lim = {sub_block, kept, min_k, (uint32_t)huge};
     Py_ssize_t n_cand = 0;
+    for (Py_ssize_t i = 0; i < streams.len; i += 4) {
+        const uint8_t *st4 = (const uint8_t *)streams.buf + i;
+        if (st4[0] < 1 || st4[0] > 3 || st4[1] >= item || st4[2] >= item || st4[3] >= item) {
+            PyErr_SetString(PyExc_ValueError, "bad stream table");
+            goto done;
+        }
+    }
+    if (tail_data.len)
+        tail = (long)raw_bits(tail_data.buf, code, 0);
+    source_t src = {data.buf, tail_data.buf, code, n, tail_data.len / item};
+    Py_ssize_t n_surv = 0;
     Py_BEGIN_ALLOW_THREADS
     int64_t huge_total = 0;
     if (code == CODE_F32)
@@ -528,6 +623,7 @@ static PyObject *default_pass(PyObject *Py_UNUSED(self), PyObject *args)
         index_lists(data.buf, code, n, start, &lim, st, st->n_nonfinite, st->n_huge);
     else
         index_lists(data.buf, code, n, start, &lim, st, st->n_nan + st->n_posinf + st->n_neginf, huge_total);
+    n_surv = field_check(&src, cands.buf, n_cand, streams.buf, (int)(streams.len / 4), surv.buf, surv.len / 16);
     Py_END_ALLOW_THREADS
     PyMem_Free(work);
 
@@ -554,9 +650,9 @@ static PyObject *default_pass(PyObject *Py_UNUSED(self), PyObject *args)
     PyObject *mn = st->any_finite ? PyFloat_FromDouble(st->min) : Py_NewRef(Py_None);
     PyObject *mx = st->any_finite ? PyFloat_FromDouble(st->max) : Py_NewRef(Py_None);
     if (nonfinite && hugeidx && mn && mx)
-        result = Py_BuildValue("LLLLNNNNNNn", (long long)st->n_nan, (long long)st->n_posinf,
+        result = Py_BuildValue("LLLLNNNNNNnn", (long long)st->n_nan, (long long)st->n_posinf,
                                (long long)st->n_neginf, (long long)st->n_zero, tz, mn, mx, nonfinite,
-                               hugeidx, lows, n_cand);
+                               hugeidx, lows, n_cand, n_surv);
     else {
         Py_XDECREF(nonfinite);
         Py_XDECREF(hugeidx);
@@ -571,6 +667,9 @@ done:
     PyBuffer_Release(&table);
     PyBuffer_Release(&hists);
     PyBuffer_Release(&cands);
+    PyBuffer_Release(&tail_data);
+    PyBuffer_Release(&streams);
+    PyBuffer_Release(&surv);
     return result;
 }
 

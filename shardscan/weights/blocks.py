@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shardscan.weights.exponents import pairdev_rows
-from shardscan.weights.lowbits import HeaderHit, find_headers, headers_at, search_plan
+from shardscan.weights.lowbits import HeaderHit, find_headers, headers_at, headers_of, search_plan, stream_table
 from shardscan.weights.moments import Moments, chunk_moments
 from shardscan.weights.thresholds import (
     BLOCK_ELEMENTS,
@@ -30,6 +30,7 @@ from shardscan.weights.thresholds import (
     W4_MIN_PAIRS,
     W4_MIN_SUB_BLOCK_ELEMENTS,
     W5_LOW_BIT_WIDTHS,
+    W5_MAX_CANDIDATES_PER_BLOCK,
 )
 
 #: On-disk dtype -> (bytes per element, unsigned view).
@@ -159,6 +160,11 @@ class _Scratch:
     d64: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float64))
     p64: np.ndarray = field(default_factory=lambda: _aligned(CHUNK_ELEMENTS, np.float64))
     cand: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))  # compiled W5 candidates
+    #: Compiled W5 field-check survivors (element, byte, stream, magic rank): past the candidate
+    #: cap the search is cut anyway, so more than that many go to the NumPy stage instead.
+    survivors: np.ndarray = field(
+        default_factory=lambda: np.empty((W5_MAX_CANDIDATES_PER_BLOCK + 1, 4), dtype=np.int32)
+    )
 
 
 _LOCAL = threading.local()
@@ -467,13 +473,14 @@ def _compiled_pass(
     s = _scratch()
     if s.cand.shape[0] < n:  # allocated on first use: NumPy-path threads never pay for it
         s.cand = np.empty(BLOCK_ELEMENTS, dtype=np.int32)
-    widths = W5_LOW_BIT_WIDTHS[bits.dtype.itemsize]
-    tail_bits = int(np.ascontiguousarray(tail[:1]).view(bits.dtype)[0]) if tail is not None and tail.shape[0] else -1
+    itemsize = bits.dtype.itemsize
+    widths = W5_LOW_BIT_WIDTHS[itemsize]
+    tail_bits = b"" if tail is None else np.ascontiguousarray(tail).view(bits.dtype)
     assert _compiled is not None
-    (acc.n_nan, acc.n_posinf, acc.n_neginf, acc.n_zero, tz, lo, hi, nonfinite, huge, low_tz, n_cand) = (
+    (acc.n_nan, acc.n_posinf, acc.n_neginf, acc.n_zero, tz, lo, hi, nonfinite, huge, low_tz, n_cand, n_surv) = (
         _compiled.default_pass(
-            bits, _COMPILED_CODES[dtype], start, _COMPILED_LIMITS, search_plan(bits.dtype.itemsize, widths).pair_table,
-            tail_bits, acc.sub_hists, s.cand,
+            bits, _COMPILED_CODES[dtype], start, _COMPILED_LIMITS, search_plan(itemsize, widths).pair_table,
+            tail_bits, acc.sub_hists, s.cand, stream_table(itemsize, widths), s.survivors,
         )
     )
     acc.n_finite = n - acc.n_nan - acc.n_posinf - acc.n_neginf
@@ -484,7 +491,10 @@ def _compiled_pass(
     acc.first_low_tz = [list(k) for k in low_tz]
     acc.count_subnormals()
     acc.w4()
-    hits, truncated = headers_at(s.cand[:n_cand].astype(np.int64), bits, start, widths, tail)
+    if n_surv >= 0:
+        hits, truncated = headers_of(s.survivors[:n_surv], bits, start, widths, tail)
+    else:  # more survivors than fit: the NumPy stage's caps decide where the search stops
+        hits, truncated = headers_at(s.cand[:n_cand].astype(np.int64), bits, start, widths, tail)
     return acc, hits, truncated
 
 

@@ -331,11 +331,9 @@ def headers_at(
     prefilter (NumPy or compiled) found the candidates."""
     if cand.size == 0:
         return (), False
-    itemsize = bits.dtype.itemsize
-    plan = search_plan(itemsize, widths)
-    planes2d = bits.view(np.uint8).reshape(-1, itemsize)
-    tail2d = None if tail is None else np.ascontiguousarray(tail).view(np.uint8).reshape(-1, itemsize)
-    src = _Planes(planes2d, tail2d)
+    plan = search_plan(bits.dtype.itemsize, widths)
+    src = _source(bits, tail)
+    planes2d = src.planes
     layouts = plan.layouts
     kinds_by_key = {}
     for a, b, cross in plan.keys:
@@ -357,28 +355,68 @@ def headers_at(
     sids = np.concatenate([np.full(r[0].shape[0], r[2], dtype=np.int64) for r in rows])
     kinds = np.concatenate([r[3] for r in rows])
     got = _gather_streams(src, elems, js, sids, plan.col_table, plan.width_of, _CHECK_OFFSETS)
-    # Survivors of each magic's field check, tagged with the per-step order: rows are already in
-    # (stream, byte, element) order, so a stable sort on (step, magic rank) restores it.
     picks = [np.flatnonzero(((kinds & kind) != 0) & _prefilter_ok(kind, got)) for kind in _KIND_ORDER]
     rank = np.concatenate([np.full(pk.shape[0], r, dtype=np.int64) for r, pk in enumerate(picks)])
     pick = np.concatenate(picks)
-    step = elems[pick] // HEADER_CHUNK_ELEMENTS
-    order = np.lexsort((rank, step))  # stable: ties keep row order
-    pick, rank, step = pick[order], rank[order], step[order]
+    return _validate(elems[pick], js[pick], sids[pick], rank, src, plan.layouts, first_element)
+
+
+def headers_of(
+    survivors: np.ndarray,
+    bits: np.ndarray,
+    first_element: int,
+    widths: tuple[int, ...],
+    tail: np.ndarray | None = None,
+) -> tuple[tuple[HeaderHit, ...], bool]:
+    """The headers among the compiled pass's survivors of the field check: rows of (element,
+    byte, stream, magic rank), as headers_at's vectorised stage would have picked them."""
+    if survivors.shape[0] == 0:
+        return (), False
+    plan = search_plan(bits.dtype.itemsize, widths)
+    s = survivors.astype(np.int64)
+    return _validate(s[:, 0], s[:, 1], s[:, 2], s[:, 3], _source(bits, tail), plan.layouts, first_element)
+
+
+@functools.lru_cache(maxsize=8)
+def stream_table(itemsize: int, widths: tuple[int, ...]) -> bytes:
+    """The streams as the compiled field check reads them: width, then up to three columns."""
+    layouts = search_plan(itemsize, widths).layouts
+    return b"".join(bytes((len(cols), *cols, *(0,) * (3 - len(cols)))) for _, _, cols in layouts)
+
+
+def _source(bits: np.ndarray, tail: np.ndarray | None) -> _Planes:
+    itemsize = bits.dtype.itemsize
+    tail2d = None if tail is None else np.ascontiguousarray(tail).view(np.uint8).reshape(-1, itemsize)
+    return _Planes(bits.view(np.uint8).reshape(-1, itemsize), tail2d)
+
+
+def _validate(
+    elems: np.ndarray,
+    js: np.ndarray,
+    sids: np.ndarray,
+    rank: np.ndarray,
+    src: _Planes,
+    layouts: list[tuple[int, str, tuple[int, ...]]],
+    first_element: int,
+) -> tuple[tuple[HeaderHit, ...], bool]:
+    """Exact validation in Python of the field check's survivors, in (step, magic, stream, byte,
+    element) order: the order the per-step search used, so the caps cut it at the same place."""
+    step = elems // HEADER_CHUNK_ELEMENTS
+    order = np.lexsort((elems, js, sids, rank, step))
+    elems, js, sids, rank, step = elems[order], js[order], sids[order], rank[order], step[order]
     hits: list[HeaderHit] = []
     candidates = 0
     group_end = 0
-    for g in range(pick.shape[0]):
+    for g in range(elems.shape[0]):
         if g == group_end:  # a new (step, magic) group: the old search added its size at once
             group_end = g + 1
-            while group_end < pick.shape[0] and (step[group_end], rank[group_end]) == (step[g], rank[g]):
+            while group_end < elems.shape[0] and (step[group_end], rank[group_end]) == (step[g], rank[g]):
                 group_end += 1
             candidates += group_end - g
             if candidates > W5_MAX_CANDIDATES_PER_BLOCK:
                 return tuple(sorted(hits, key=_hit_key)), True
-        r = int(pick[g])
         kind = _KIND_ORDER[int(rank[g])]
-        el, j, (k_bits, order_name, cols) = int(elems[r]), int(js[r]), layouts[int(sids[r])]
+        el, j, (k_bits, order_name, cols) = int(elems[g]), int(js[g]), layouts[int(sids[g])]
         if _valid(kind, src.window(el, cols, j, _WINDOW[kind])):
             hits.append(HeaderHit(first_element + el, _KIND[kind], k_bits, order_name, j))
             if len(hits) >= W5_MAX_HITS_PER_BLOCK:
