@@ -3,14 +3,17 @@
     python benchmarks/bench_weights.py --gib 1
     python benchmarks/bench_weights.py --gib 0.25 --dtype F32
 
-Writes one tensor file per dtype (float32 weights ~N(0, 0.02), and the same values truncated to
-bf16), warms the page cache, then times, each in a fresh process and single-threaded:
+Writes one tensor file per dtype (float32 weights ~N(0, 0.02), the same values truncated to bf16
+or rounded to fp16), warms the page cache, then times, each in a fresh process and single-threaded:
   raw read   readinto() of the file in block-sized pieces;
   min/max    the same reads plus a NumPy min and max per piece;
   detectors  the same reads plus block_partial (the default pass: exponent and trailing-zero
-             histograms, counts, min/max, W5 header scan), merge, detect: what every scan runs;
-  deep       the same with block_partial(deep=True): adds moments M2-M4, the low-16-bit
-             histogram and row sums, which only `--weights deep` needs (skip with --no-deep).
+             histograms, counts, min/max, W5 header scan), merge, detect: what every scan runs.
+             The compiled pass (shardscan/weights/_blockpass.c) computes the partials;
+  numpy      the same with the NumPy pass, which installs without a C compiler use: the same
+             partials, the reference the compiled pass is tested against;
+  deep       block_partial(deep=True) (NumPy): adds moments M2-M4, the low-16-bit histogram and
+             row sums, which only `--weights deep` needs (skip with --no-deep).
 Peak RSS (ru_maxrss) of each child shows memory bounded by the block and chunk sizes, not by the
 tensor size. The script prints; nothing else in the package does.
 """
@@ -32,14 +35,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from shardscan.weights import blocks
 from shardscan.weights.blocks import block_partial
 from shardscan.weights.detectors import detect
 from shardscan.weights.merge import merge
 from shardscan.weights.thresholds import BLOCK_ELEMENTS
 
 GiB = 1 << 30
-ITEMSIZE = {"F32": 4, "BF16": 2}
-NUMPY = {"F32": np.float32, "BF16": np.uint16}
+ITEMSIZE = {"F32": 4, "BF16": 2, "F16": 2}
+NUMPY = {"F32": np.float32, "BF16": np.uint16, "F16": np.float16}
 TAIL_ELEMENTS = 8192  # look-ahead handed to block_partial for headers crossing a block end
 REPEATS = 3
 
@@ -53,6 +57,8 @@ def write_tensor(path: Path, dtype: str, nbytes: int) -> None:
             w = (rng.standard_normal(min(BLOCK_ELEMENTS, n - start), dtype=np.float32) * 0.02).astype(np.float32)
             if dtype == "BF16":
                 w = (w.view(np.uint32) >> 16).astype(np.uint16)
+            elif dtype == "F16":
+                w = w.astype(np.float16)
             fh.write(w.tobytes())
 
 
@@ -72,6 +78,8 @@ def peak_rss_mib() -> tuple[float, float]:
 def child(mode: str, path: str, dtype: str) -> dict[str, float]:
     """One measured pass in this process; returns seconds and peak RSS."""
     size = ITEMSIZE[dtype]
+    if mode == "numpy":
+        blocks._compiled = None
     block_bytes = BLOCK_ELEMENTS * size
     bufs = [bytearray(block_bytes), bytearray(block_bytes)]
     t0 = time.perf_counter()
@@ -85,7 +93,7 @@ def child(mode: str, path: str, dtype: str) -> dict[str, float]:
             nxt_got = fh.readinto(bufs[(index + 1) % 2])
             if mode == "minmax":
                 lo, hi = min(lo, float(cur.min())), max(hi, float(cur.max()))
-            elif mode in ("detectors", "deep"):
+            elif mode in ("detectors", "numpy", "deep"):
                 tail = np.frombuffer(
                     bufs[(index + 1) % 2], dtype=NUMPY[dtype], count=min(nxt_got // size, TAIL_ELEMENTS)
                 )
@@ -93,7 +101,7 @@ def child(mode: str, path: str, dtype: str) -> dict[str, float]:
             index += 1
             got = nxt_got
     findings = 0
-    if mode in ("detectors", "deep"):
+    if mode in ("detectors", "numpy", "deep"):
         findings = len(detect(merge(partials)))
     seconds = time.perf_counter() - t0
     maxrss, hwm = peak_rss_mib()
@@ -132,6 +140,8 @@ def main() -> None:
 
     nbytes = int(args.gib * GiB)
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, {os.cpu_count()} cpus")
+    if blocks._compiled is None:
+        print("the compiled pass is not built: 'default detectors' runs the NumPy pass")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for dtype in args.dtype:
             path = Path(tmp) / f"weights_{dtype.lower()}.bin"
@@ -143,6 +153,7 @@ def main() -> None:
             minmax = measure("minmax", path, dtype)
             det = measure("detectors", path, dtype)
             rows = [("raw read", raw), ("numpy min/max", minmax), ("default detectors", det)]
+            rows.append(("  NumPy pass", measure("numpy", path, dtype)))
             if not args.no_deep:
                 rows.append(("deep pass", measure("deep", path, dtype)))
             gb = nbytes / 1e9

@@ -27,7 +27,6 @@
 #define TZ_BINS 25      /* blocks.TZ_BINS: 0..22 exact, 23 capped (F64 only), 24 all-zero mantissa */
 #define TZ_ALL_ZERO 24
 #define TZ_MAX_K 23     /* blocks.TZ_MAX_K */
-#define COPIES 4        /* interleaved histograms: repeated bins do not wait on each other */
 #define VALUES16 65536  /* F16/BF16: one histogram bin per bit pattern */
 
 /* Limits handed over from thresholds.py at each call, so the numbers live in one place. */
@@ -133,21 +132,47 @@ static inline uint32_t byte_in(uint32_t raw, uint32_t four, uint32_t outside)
 #define FIRST_BYTES 0x23504D7Fu
 #define SECOND_BYTES 0x214B5A45u
 
-/* A first byte of a magic in this element, and a second byte in it or in the next one: a
- * superset of the exact test (classes() and the pair table), which runs on the flagged
- * elements only (~0.5 % of random low bits). */
-static inline uint8_t flagged(uint32_t raw, uint32_t next, uint32_t outside)
+/* 16-bit lanes: twice as many per vector as byte_in on 32-bit lanes. */
+static inline uint16_t zero_byte16(uint16_t x)
 {
-    return byte_in(raw, FIRST_BYTES, outside) &&
-           (byte_in(raw, SECOND_BYTES, outside) | byte_in(next, SECOND_BYTES, outside));
+    return (uint16_t)((uint16_t)(x - 0x0101u) & (uint16_t)~x & 0x8080u);
 }
 
-/* `next` is the element after the chunk: the block's, the tail's, or 0 when there is none. */
+static inline uint16_t byte_in16(uint16_t x, uint32_t four)
+{
+    return zero_byte16((uint16_t)(x ^ (four & 0xFFu) * 0x0101u)) |
+           zero_byte16((uint16_t)(x ^ ((four >> 8) & 0xFFu) * 0x0101u)) |
+           zero_byte16((uint16_t)(x ^ ((four >> 16) & 0xFFu) * 0x0101u)) |
+           zero_byte16((uint16_t)(x ^ (four >> 24) * 0x0101u));
+}
+
+/* W5 prefilter flags: a first byte of a magic in an element, and a second byte in it or in the
+ * next one. A superset of the exact test (classes() and the pair table), which runs on the
+ * flagged elements only (~0.5 % of random low bits). `next` is the element after the chunk: the
+ * block's, the tail's, or 0 when there is none. */
 CLONES static void flags16(const uint16_t *raw, int c, uint32_t next, uint8_t *flag)
 {
-    for (int i = 0; i < c - 1; i++)
-        flag[i] = flagged(raw[i], raw[i + 1], 0xFFFF0000u);
-    flag[c - 1] = flagged(raw[c - 1], next, 0xFFFF0000u);
+    uint8_t first[CHUNK], second[CHUNK + 1];
+    for (int i = 0; i < c; i++) {
+        first[i] = byte_in16(raw[i], FIRST_BYTES) != 0;
+        second[i] = byte_in16(raw[i], SECOND_BYTES) != 0;
+    }
+    second[c] = byte_in16((uint16_t)next, SECOND_BYTES) != 0;
+    for (int i = 0; i < c; i++)
+        flag[i] = first[i] & (second[i] | second[i + 1]);
+}
+
+/* The same for 32-bit elements, searched in their low three bytes. */
+static inline __attribute__((always_inline)) void flags32(const uint32_t *raw, int c, uint32_t next, uint8_t *flag)
+{
+    uint8_t first[CHUNK], second[CHUNK + 1];
+    for (int i = 0; i < c; i++) {
+        first[i] = byte_in(raw[i], FIRST_BYTES, 0xFF000000u) != 0;
+        second[i] = byte_in(raw[i], SECOND_BYTES, 0xFF000000u) != 0;
+    }
+    second[c] = byte_in(next, SECOND_BYTES, 0xFF000000u) != 0;
+    for (int i = 0; i < c; i++)
+        flag[i] = first[i] & (second[i] | second[i + 1]);
 }
 
 /* Byte classes for the exact W5 test: bit 0 = first byte of a magic, bit 1 = second byte. */
@@ -202,9 +227,7 @@ CLONES static void sweep32(const uint32_t *raw, int c, uint32_t next, uint8_t *f
 {
     uint32_t nf = 0, z = 0, mag = 0;
     int32_t kmin = INT32_MAX, kmax = INT32_MIN;
-    for (int i = 0; i < c - 1; i++)
-        flag[i] = flagged(raw[i], raw[i + 1], 0xFF000000u);
-    flag[c - 1] = flagged(raw[c - 1], next, 0xFF000000u);
+    flags32(raw, c, next, flag);
     for (int i = 0; i < c; i++) {
         uint32_t x = raw[i], m = x & 0x7FFFFFFFu;
         int32_t k = sortable(x);
@@ -221,9 +244,11 @@ CLONES static void sweep32(const uint32_t *raw, int c, uint32_t next, uint8_t *f
     o->kmax = kmax;
 }
 
+/* One histogram per sub-block over (exponent << 5 | trailing-zero bin): one increment per
+ * element gives both the exponent histogram and (exponents below 255) the finite elements'
+ * trailing zeros. Trained weights touch a few hundred of its 8,192 bins. */
 typedef struct {
-    uint32_t eh[COPIES][EXP_BINS];
-    uint32_t th[COPIES][32]; /* whole block; modular: non-finite elements are taken back out */
+    uint32_t kh[EXP_BINS * 32];
 } hists32_t;
 
 static void pass32(const uint32_t *data, Py_ssize_t n, int64_t start, const limits_t *lim,
@@ -235,29 +260,21 @@ static void pass32(const uint32_t *data, Py_ssize_t n, int64_t start, const limi
     int64_t n_finite = 0;
     Py_ssize_t nc = 0;
     unsigned cls_tail = tail >= 0 ? classes((uint32_t)tail, 3) : 0;
-    memset(h->th, 0, sizeof h->th);
     for (Py_ssize_t s0 = 0; s0 < n; s0 += lim->sub_block) {
         Py_ssize_t s1 = s0 + lim->sub_block < n ? s0 + lim->sub_block : n;
-        memset(h->eh, 0, sizeof h->eh);
+        memset(h->kh, 0, sizeof h->kh);
         for (Py_ssize_t c0 = s0; c0 < s1; c0 += CHUNK) {
             int c = (int)(s1 - c0 < CHUNK ? s1 - c0 : CHUNK);
             const uint32_t *up = data + c0;
             sweep_t sw;
             sweep32(up, c, c0 + c < n ? up[c] : (tail >= 0 ? (uint32_t)tail : 0), flag, &sw);
-            int i = 0;
-            for (; i + 4 <= c; i += 4)
-                for (int j = 0; j < 4; j++) {
-                    h->eh[j][exponent(up[i + j])]++;
-                    h->th[j][trailing(up[i + j])]++;
-                }
-            for (; i < c; i++) {
-                h->eh[0][exponent(up[i])]++;
-                h->th[0][trailing(up[i])]++;
-            }
+            int i;
+            for (i = 0; i < c; i++)
+                h->kh[exponent(up[i]) << 5 | trailing(up[i])]++;
             n_finite += c - (int64_t)sw.nonfinite;
             st->n_zero += sw.zeros;
             if (RARE(sw.nonfinite)) {
-                /* Counts and indices of NaN/Inf, their trailing zeros out, finite-only extremes. */
+                /* Counts and indices of NaN/Inf, and finite-only extremes. */
                 sw.kmin = INT32_MAX;
                 sw.kmax = INT32_MIN;
                 sw.magmax = 0;
@@ -272,7 +289,6 @@ static void pass32(const uint32_t *data, Py_ssize_t n, int64_t start, const limi
                             st->n_posinf++;
                         if (st->n_nonfinite < lim->kept)
                             st->nonfinite[st->n_nonfinite++] = start + c0 + i;
-                        h->th[0][trailing(x)]--;
                         continue;
                     }
                     int32_t k = sortable(x);
@@ -290,11 +306,17 @@ static void pass32(const uint32_t *data, Py_ssize_t n, int64_t start, const limi
             candidates(data, CODE_F32, n, c0, c, flag, cls_tail, pair_table, cand, &nc);
         }
         int64_t *row = sub_hists + (s0 / lim->sub_block) * EXP_BINS;
-        for (int b = 0; b < EXP_BINS; b++)
-            row[b] = (int64_t)h->eh[0][b] + h->eh[1][b] + h->eh[2][b] + h->eh[3][b];
+        for (int e = 0; e < EXP_BINS; e++) {
+            const uint32_t *bins = h->kh + (e << 5);
+            uint32_t sum = 0;
+            for (int t = 0; t < 32; t++)
+                sum += bins[t];
+            row[e] = sum;
+            if (e != 0xFF) /* finite elements only */
+                for (int t = 0; t < TZ_BINS; t++)
+                    st->tz[t] += bins[t];
+        }
     }
-    for (int b = 0; b < TZ_BINS; b++)
-        st->tz[b] = (int64_t)(uint32_t)(h->th[0][b] + h->th[1][b] + h->th[2][b] + h->th[3][b]);
     st->any_finite = n_finite > 0;
     st->min = n_finite ? unsortable(kmin) : 0.0f;
     st->max = n_finite ? unsortable(kmax) : 0.0f;
@@ -349,6 +371,7 @@ static void pass16(const uint16_t *data, int code, Py_ssize_t n, const limits_t 
     int64_t before[EXP_BINS], after[EXP_BINS];
     const int which = code == CODE_BF16;
     Py_ssize_t nc = 0;
+    memset(hist, 0, VALUES16 * sizeof *hist);
     unsigned cls_tail = tail >= 0 ? classes((uint32_t)tail, 2) : 0;
     memset(before, 0, sizeof before);
     for (Py_ssize_t s0 = 0; s0 < n; s0 += lim->sub_block) {
@@ -594,7 +617,13 @@ static PyObject *default_pass(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    void *work = code == CODE_F32 ? PyMem_Malloc(sizeof(hists32_t)) : PyMem_Calloc(VALUES16, sizeof(uint32_t));
+    /* Per thread, kept across calls: a fresh 256 KiB histogram per block cost page faults. */
+    static __thread void *work32, *work16;
+    if (!work32)
+        work32 = PyMem_RawMalloc(sizeof(hists32_t));
+    if (!work16)
+        work16 = PyMem_RawMalloc(VALUES16 * sizeof(uint32_t));
+    void *work = code == CODE_F32 ? work32 : work16;
     if (!work) {
         PyErr_NoMemory();
         goto done;
@@ -625,7 +654,6 @@ static PyObject *default_pass(PyObject *Py_UNUSED(self), PyObject *args)
         index_lists(data.buf, code, n, start, &lim, st, st->n_nan + st->n_posinf + st->n_neginf, huge_total);
     n_surv = field_check(&src, cands.buf, n_cand, streams.buf, (int)(streams.len / 4), surv.buf, surv.len / 16);
     Py_END_ALLOW_THREADS
-    PyMem_Free(work);
 
     PyObject *lows = PyTuple_New(TZ_MAX_K + 1);
     if (!lows)
