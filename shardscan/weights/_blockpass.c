@@ -217,27 +217,37 @@ static inline void candidates(const void *data, int code, Py_ssize_t n, Py_ssize
 /* ---- F32: histograms and a vectorised sweep per chunk --------------------------------------- */
 
 typedef struct {
-    uint32_t nonfinite, zeros, magmax;
+    uint32_t nan, posinf, neginf, zeros, magmax;
     int32_t kmin, kmax;
 } sweep_t;
 
-/* W5 flags, and counts and extremes of a chunk; non-finite elements are included in the
- * extremes here, and a chunk that has any is swept again without them. */
+/* W5 flags, counts, and the finite elements' extremes of a chunk, branch-free: random or
+ * tampered data with NaNs in every chunk costs no more than trained weights. */
 CLONES static void sweep32(const uint32_t *raw, int c, uint32_t next, uint8_t *flag, sweep_t *o)
 {
-    uint32_t nf = 0, z = 0, mag = 0;
+    uint32_t nan = 0, pinf = 0, ninf = 0, z = 0, mag = 0;
     int32_t kmin = INT32_MAX, kmax = INT32_MIN;
     flags32(raw, c, next, flag);
     for (int i = 0; i < c; i++) {
         uint32_t x = raw[i], m = x & 0x7FFFFFFFu;
-        int32_t k = sortable(x);
-        nf += ((x >> 23) & 0xFFu) == 0xFFu;
+        nan += m > 0x7F800000u;
+        pinf += x == 0x7F800000u;
+        ninf += x == 0xFF800000u;
         z += m == 0;
-        kmin = k < kmin ? k : kmin;
-        kmax = k > kmax ? k : kmax;
-        mag = m > mag ? m : mag;
     }
-    o->nonfinite = nf;
+    for (int i = 0; i < c; i++) {
+        uint32_t x = raw[i], m = x & 0x7FFFFFFFu;
+        int32_t finite = -(int32_t)(m < 0x7F800000u); /* all ones or zero */
+        int32_t k = sortable(x);
+        int32_t lo = (k & finite) | (INT32_MAX & ~finite), hi = (k & finite) | (INT32_MIN & ~finite);
+        uint32_t fm = m & (uint32_t)finite;
+        kmin = lo < kmin ? lo : kmin;
+        kmax = hi > kmax ? hi : kmax;
+        mag = fm > mag ? fm : mag;
+    }
+    o->nan = nan;
+    o->posinf = pinf;
+    o->neginf = ninf;
     o->zeros = z;
     o->magmax = mag;
     o->kmin = kmin;
@@ -271,32 +281,16 @@ static void pass32(const uint32_t *data, Py_ssize_t n, int64_t start, const limi
             int i;
             for (i = 0; i < c; i++)
                 h->kh[exponent(up[i]) << 5 | trailing(up[i])]++;
-            n_finite += c - (int64_t)sw.nonfinite;
+            uint32_t nonfinite = sw.nan + sw.posinf + sw.neginf;
+            n_finite += c - (int64_t)nonfinite;
             st->n_zero += sw.zeros;
-            if (RARE(sw.nonfinite)) {
-                /* Counts and indices of NaN/Inf, and finite-only extremes. */
-                sw.kmin = INT32_MAX;
-                sw.kmax = INT32_MIN;
-                sw.magmax = 0;
-                for (i = 0; i < c; i++) {
-                    uint32_t x = up[i], m = x & 0x7FFFFFFFu;
-                    if (exponent(x) == 0xFF) {
-                        if (x & 0x7FFFFFu)
-                            st->n_nan++;
-                        else if (x >> 31)
-                            st->n_neginf++;
-                        else
-                            st->n_posinf++;
-                        if (st->n_nonfinite < lim->kept)
-                            st->nonfinite[st->n_nonfinite++] = start + c0 + i;
-                        continue;
-                    }
-                    int32_t k = sortable(x);
-                    sw.kmin = k < sw.kmin ? k : sw.kmin;
-                    sw.kmax = k > sw.kmax ? k : sw.kmax;
-                    sw.magmax = m > sw.magmax ? m : sw.magmax;
-                }
-            }
+            st->n_nan += sw.nan;
+            st->n_posinf += sw.posinf;
+            st->n_neginf += sw.neginf;
+            if (RARE(nonfinite))
+                for (i = 0; i < c && st->n_nonfinite < lim->kept; i++)
+                    if (exponent(up[i]) == 0xFF)
+                        st->nonfinite[st->n_nonfinite++] = start + c0 + i;
             kmin = sw.kmin < kmin ? sw.kmin : kmin;
             kmax = sw.kmax > kmax ? sw.kmax : kmax;
             if (RARE(sw.magmax > lim->huge))
