@@ -14,8 +14,10 @@ or rounded to fp16), warms the page cache, then times, each in a fresh process a
              partials, the reference the compiled pass is tested against;
   deep       block_partial(deep=True) (NumPy): adds moments M2-M4, the low-16-bit histogram and
              row sums, which only `--weights deep` needs (skip with --no-deep).
-Peak RSS (ru_maxrss) of each child shows memory bounded by the block and chunk sizes, not by the
-tensor size. The script prints; nothing else in the package does.
+"pass alone" is the time inside block_partial, merge and detect, without the reads: the figure
+to set against the 1 GB/s per core goal. Peak RSS (ru_maxrss) of each child shows memory bounded
+by the block and chunk sizes, not by the tensor size. The script prints; nothing else in the
+package does.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def child(mode: str, path: str, dtype: str) -> dict[str, float]:
     block_bytes = BLOCK_ELEMENTS * size
     bufs = [bytearray(block_bytes), bytearray(block_bytes)]
     t0 = time.perf_counter()
+    compute = 0.0
     partials = []
     lo = hi = 0.0
     with open(path, "rb", buffering=0) as fh:
@@ -97,15 +100,19 @@ def child(mode: str, path: str, dtype: str) -> dict[str, float]:
                 tail = np.frombuffer(
                     bufs[(index + 1) % 2], dtype=NUMPY[dtype], count=min(nxt_got // size, TAIL_ELEMENTS)
                 )
+                t = time.perf_counter()
                 partials.append(block_partial(cur, dtype, index, tail=tail, deep=mode == "deep"))
+                compute += time.perf_counter() - t
             index += 1
             got = nxt_got
     findings = 0
     if mode in ("detectors", "numpy", "deep"):
+        t = time.perf_counter()
         findings = len(detect(merge(partials)))
+        compute += time.perf_counter() - t
     seconds = time.perf_counter() - t0
     maxrss, hwm = peak_rss_mib()
-    return {"seconds": seconds, "max_rss_mib": maxrss, "hwm_mib": hwm, "evidence": findings}
+    return {"seconds": seconds, "compute": compute, "max_rss_mib": maxrss, "hwm_mib": hwm, "evidence": findings}
 
 
 def measure(mode: str, path: Path, dtype: str) -> dict[str, float]:
@@ -160,8 +167,9 @@ def main() -> None:
             print(f"\n{dtype}: {nbytes / GiB:.3g} GiB, blocks of {BLOCK_ELEMENTS} elements")
             for name, r in rows:
                 rate = gb / r["seconds"]
+                alone = f"pass alone {gb / r['compute']:5.2f} GB/s" if r["compute"] else " " * 21
                 print(
-                    f"  {name:18s} {r['seconds']:7.3f} s  {rate:7.2f} GB/s"
+                    f"  {name:18s} {r['seconds']:7.3f} s  {rate:7.2f} GB/s  {alone}"
                     f"  peak RSS: VmHWM {r['hwm_mib']:6.1f} MiB (ru_maxrss {r['max_rss_mib']:6.1f})"
                 )
             print(f"  detectors / raw read  {det['seconds'] / raw['seconds']:6.1f}x the time")

@@ -1,13 +1,18 @@
 /*
- * The default weight pass over one block, in one loop over the elements.
+ * The default weight pass over one block, compiled.
  *
  * It computes exactly what shardscan/weights/blocks.py computes with NumPy for F32, F16 and
  * BF16 blocks when `deep` is off: exponent histograms per sub-block, the trailing-zero
  * histogram of finite elements, NaN/Inf/zero counts, the finite min and max, the first indices
- * of non-finite, huge and low-trailing-zero elements, and the W5 header prefilter's candidate
- * elements. NumPy needs about ten passes over each chunk for the same work, a bincount among
- * them; here each element is loaded once. Every result is an integer or an exact float
- * comparison, so the two paths give identical partials, which tests/test_weight_kernel.py checks.
+ * of non-finite, huge and low-trailing-zero elements, and the W5 header prefilter and field
+ * check. NumPy needs about ten passes over each chunk for this, a bincount among them; here
+ *   - F32: per 4,096-element chunk, one vectorised sweep (W5 flags, counts, extremes) and one
+ *     histogram of (exponent, trailing zeros): one increment per element;
+ *   - F16/BF16: one histogram bin per bit pattern (one increment per element) and the W5 flags;
+ *     everything else is read off the 65,536 bins (exponents per sub-block as range sums);
+ *   - index lists by a scan from the block's start that stops once they are complete.
+ * Every result is an integer or an exact comparison, so the two paths give identical partials,
+ * which tests/test_weight_kernel.py checks.
  *
  * No NumPy headers: inputs and outputs are plain buffers, so the module builds with only a C
  * compiler and the Python headers, and the package still works without it (blocks.py falls
@@ -15,7 +20,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
