@@ -272,6 +272,17 @@ def test_blocks_spread_over_1_2_and_7_workers_give_identical_findings(tampered: 
     assert runs[0][0][2] == {"tensors": 2, "bytes": 2 * (12 << 20), "skipped": {}}
 
 
+def test_the_numpy_pass_gives_the_compiled_pass_findings(tampered: Path, monkeypatch):
+    """An install without a C compiler computes the same verdicts, evidence and coverage."""
+    from shardscan.pipeline.session import ScanConfig, scan
+    from shardscan.weights import blocks
+
+    compiled = _weights_summary(scan([str(tampered)], ScanOptions(), ScanConfig(workers=1)))
+    monkeypatch.setattr(blocks, "_compiled", None)
+    assert _weights_summary(scan([str(tampered)], ScanOptions(), ScanConfig(workers=1))) == compiled
+    assert any(f[0] == "WGT005" for _, _, _, findings in compiled for f in findings)
+
+
 def test_blocks_spread_over_ray_workers_give_the_same_findings(tampered: Path, ray_cluster):
     from shardscan.pipeline.session import ScanConfig, scan
 
