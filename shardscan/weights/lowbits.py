@@ -230,10 +230,13 @@ class SearchPlan:
     #: 512 bytes, nonzero at (first-byte columns | second-byte columns << 3 | the next element's
     #: second-byte columns << 6) when one of `keys` pairs them: the compiled prefilter's test.
     pair_table: bytes
+    #: The layouts as the compiled field check reads them: per stream, its width and three columns.
+    stream_table: bytes
 
 
 @functools.lru_cache(maxsize=8)
 def search_plan(itemsize: int, widths: tuple[int, ...]) -> SearchPlan:
+    """Built once per element size: every block of that size searches the same streams."""
     layouts = stream_layouts(itemsize, widths)
     keys = sorted({_pair_key(cols, j) for _, _, cols in layouts for j in range(len(cols))})
     width_of = np.array([len(cols) for _, _, cols in layouts], dtype=np.int64)
@@ -247,7 +250,8 @@ def search_plan(itemsize: int, widths: tuple[int, ...]) -> SearchPlan:
             first >> a & 1 and (second_next if cross else second) >> b & 1 for a, b, cross in keys
         )
     cols_used = sorted({c for _, _, cols in layouts for c in cols})
-    return SearchPlan(layouts, cols_used, keys, width_of, col_table, bytes(table))
+    streams = b"".join(bytes((len(cols), *cols, *(0,) * (3 - len(cols)))) for _, _, cols in layouts)
+    return SearchPlan(layouts, cols_used, keys, width_of, col_table, bytes(table), streams)
 
 
 def find_headers(
@@ -375,13 +379,6 @@ def headers_of(
     plan = search_plan(bits.dtype.itemsize, widths)
     s = survivors.astype(np.int64)
     return _validate(s[:, 0], s[:, 1], s[:, 2], s[:, 3], _source(bits, tail), plan.layouts, first_element)
-
-
-@functools.lru_cache(maxsize=8)
-def stream_table(itemsize: int, widths: tuple[int, ...]) -> bytes:
-    """The streams as the compiled field check reads them: width, then up to three columns."""
-    layouts = search_plan(itemsize, widths).layouts
-    return b"".join(bytes((len(cols), *cols, *(0,) * (3 - len(cols)))) for _, _, cols in layouts)
 
 
 def _source(bits: np.ndarray, tail: np.ndarray | None) -> _Planes:
